@@ -1,0 +1,113 @@
+"""Clocks and the parsing of times and durations.
+
+Every operation reads the clock once (`now_ms()`) and uses that one value
+throughout, so a `FixedClock` makes a whole command sequence reproducible.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+from .errors import InvalidInput
+
+U64_MAX = 2**64 - 1
+
+
+class Clock(Protocol):
+    #: True when the time was fixed by the caller; random defaults are then fixed too.
+    fixed: bool
+
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    fixed = False
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class FixedClock:
+    """A clock that only moves when told to (`--now`, `TURNQ_NOW`, tests)."""
+
+    fixed = True
+
+    def __init__(self, now_ms: int) -> None:
+        self._now = _check_ms(now_ms)
+
+    def now_ms(self) -> int:
+        return self._now
+
+    def set(self, now_ms: int | str) -> None:
+        self._now = parse_time(now_ms) if isinstance(now_ms, str) else _check_ms(now_ms)
+
+    def advance(self, duration_ms: int | str) -> int:
+        step = parse_duration(duration_ms) if isinstance(duration_ms, str) else duration_ms
+        self._now = _check_ms(self._now + step)
+        return self._now
+
+
+def _check_ms(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
+        raise InvalidInput(f"time must be epoch milliseconds from 0 to {U64_MAX}, got {value!r}")
+    return value
+
+
+def parse_time(text: str) -> int:
+    """Epoch milliseconds (`1767225600000`) or an RFC 3339 time (`2026-01-01T00:00:00Z`)."""
+    text = text.strip()
+    if text.isdigit():
+        return _check_ms(int(text))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid time {text!r}: give epoch milliseconds or an RFC 3339 time such as 2026-01-01T00:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidInput(f"invalid time {text!r}: an RFC 3339 time needs a zone (Z or +HH:MM)")
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return _check_ms(delta // _MS)
+
+
+_MS = timedelta(milliseconds=1)
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {None: 1, "ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration(text: str) -> int:
+    """Milliseconds (`1500`) or a whole number with a unit: `250ms`, `30s`, `15m`, `2h`, `1d`."""
+    match = _DURATION.match(text)
+    if not match:
+        raise InvalidInput(
+            f"invalid duration {text!r}: give milliseconds or a number with a unit (250ms, 30s, 15m, 2h)"
+        )
+    value = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    if value > U64_MAX:
+        raise InvalidInput(f"duration {text!r} is too large")
+    return value
+
+
+def format_time(ms: int) -> str:
+    """RFC 3339 in UTC with milliseconds, for people."""
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return f"{ms} ms"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def format_duration(ms: int) -> str:
+    """A short human duration: 950ms, 12s, 14m 30s, 2h 5m, 3d 4h."""
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds = ms // 1000
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if seconds >= size:
+            major, rest = divmod(seconds, size)
+            minor = rest // sub_size
+            return f"{major}{unit} {minor}{sub}" if minor else f"{major}{unit}"
+    return f"{seconds}s"

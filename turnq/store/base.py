@@ -1,0 +1,28 @@
+"""The one small interface every storage backend implements.
+
+A backend loads the whole queue state for the engine and saves it back, inside a
+transaction that excludes every other writer. The engine and the CLI know only
+this interface, so other backends (SQLite, PostgreSQL) slot in beside the JSON file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+
+from ..state import QueueState
+
+
+class Store(ABC):
+    #: Where the store lives, for messages ("turnq.json", "sqlite:///q.db").
+    location: str
+
+    @abstractmethod
+    def read(self) -> QueueState:
+        """A consistent snapshot for reading. Never writes, never creates anything."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[QueueState]:
+        """Exclusive access: yields the current state; when the block ends without an
+        exception and the state says it changed, the new state is saved atomically.
+        Raises StoreBusy when exclusive access cannot be had in time."""
