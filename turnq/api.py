@@ -18,6 +18,7 @@ from .clock import Clock, FixedClock, SystemClock, parse_time
 from .engine import ClaimRef, EnqueueResult
 from .errors import InvalidInput
 from .models import (
+    U64_MAX,
     SLOT_POLICIES,
     BOUNDARIES,
     DELIVERY_POLICIES,
@@ -65,8 +66,17 @@ class Queue:
 
     # ----------------------------------------------------------------- enqueue
 
-    def enqueue(self, draft: QueuedWorkBatchDraft, *, strict: bool = False) -> EnqueueResult:
-        return self.enqueue_many([draft], strict=strict)[0]
+    def enqueue(self, draft: QueuedWorkBatchDraft, *, strict: bool = False,
+                delay_ms: int | None = None) -> EnqueueResult:
+        """Enqueue one draft. `delay_ms` sets `available_at_ms` to the operation's now + delay."""
+        if delay_ms is None:
+            return self.enqueue_many([draft], strict=strict)[0]
+        with self.store.transaction() as state:
+            now = self.clock.now_ms()
+            if now + delay_ms > U64_MAX:
+                raise InvalidInput(f"a delay of {delay_ms} ms is out of range")
+            delayed = draft.model_copy(update={"available_at_ms": now + delay_ms})
+            return engine.enqueue(state, delayed, now, strict=strict)
 
     def enqueue_many(self, drafts: Iterable[QueuedWorkBatchDraft], *, strict: bool = False) -> list[EnqueueResult]:
         """Enqueue several drafts in one transaction: all are stored, or none."""
@@ -183,6 +193,10 @@ class Queue:
 
     def tombstones(self, session_id: str) -> list[Tombstone]:
         return [t.summary() for t in self.store.read().session_tombstones(session_id)]
+
+    def resolve_batch_id(self, session_id: str, text: str) -> str:
+        """The full id of a batch named by a unique prefix (see engine.resolve_batch_id)."""
+        return engine.resolve_batch_id(self.store.read(), session_id, text)
 
     def batch(self, session_id: str, batch_id: str) -> views.BatchView:
         return views.batch_view(self.store.read(), session_id, batch_id, self.clock.now_ms())

@@ -59,10 +59,10 @@ def _check_ms(value: int) -> int:
 def parse_time(text: str) -> int:
     """Epoch milliseconds (`1767225600000`) or an RFC 3339 time (`2026-01-01T00:00:00Z`)."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return _check_ms(int(text))
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.upper())  # RFC 3339 allows a lower-case `t` and `z`
     except ValueError:
         raise InvalidInput(
             f"invalid time {text!r}: give epoch milliseconds or an RFC 3339 time such as 2026-01-01T00:00:00Z"

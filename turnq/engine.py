@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 from . import ids
+from .clock import format_time
 from .errors import BatchHeld, InvalidInput, LeaseLost, NotFound, SourceKeyConflict
 from .models import (
     U64_MAX,
@@ -361,7 +362,7 @@ def cancel(state: QueueState, session_id: str, batch_id: str, now_ms: int) -> Qu
         assert lease is not None
         raise BatchHeld(
             f"batch {batch_id} is held by {lease.owner_id!r} (claim {lease.claim_id}) until "
-            f"{lease.expires_at_ms}; abandon or complete the claim first"
+            f"{format_time(lease.expires_at_ms)}; abandon or complete the claim first"
         )
     _settle(state, session_id, [stored], "cancelled", now_ms)
     return stored.batch
@@ -418,3 +419,20 @@ def batch_state(stored: StoredBatch, now_ms: int) -> BatchStateName:
     if stored.lease is not None:
         return "lease_expired"
     return "ready"
+
+
+def resolve_batch_id(state: QueueState, session_id: str, text: str) -> str:
+    """A batch id from a unique prefix (as people copy it from a narrow table, `…` and all).
+
+    An exact id, or a prefix matching nothing, comes back as given, so that the
+    operation itself reports it as not found.
+    """
+    prefix = text.rstrip("…")
+    known = [stored.batch_id for stored in state.session(session_id)]
+    if prefix in known or len(prefix) < len("qwb:") + 4:
+        return prefix
+    matches = [batch_id for batch_id in known if batch_id.startswith(prefix)]
+    if len(matches) > 1:
+        raise InvalidInput(f"batch id prefix {prefix!r} is ambiguous in session {session_id!r}: "
+                           f"{len(matches)} batches match")
+    return matches[0] if matches else prefix

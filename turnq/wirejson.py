@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from json import encoder as _encoder
 from typing import Any
 
@@ -32,9 +33,41 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _parse_int(text: str) -> Any:
+    # serde_json reads `-0` as the float -0.0 (so a u64 refuses it, and a free-form
+    # value writes it back as `-0.0`); every other integer stays an integer.
+    return -0.0 if text == "-0" else int(text)
+
+
+# A `\uD800`-`\uDFFF` escape, or a surrogate code point given as such in a str.
+_SURROGATE_STR = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    # serde_json refuses a lone surrogate in a string (Python's json accepts it, and
+    # the text could then never be written as UTF-8).
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("lone surrogate in a string (not valid Unicode)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_lone_surrogates(key)
+            _refuse_lone_surrogates(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_lone_surrogates(item)
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON text; raise `ValueError` (with json's position) when it is not JSON."""
-    return json.loads(text, object_pairs_hook=JsonObject, parse_constant=_refuse_constant)
+    value = json.loads(text, object_pairs_hook=JsonObject, parse_constant=_refuse_constant, parse_int=_parse_int)
+    pattern = _SURROGATE_STR if isinstance(text, str) else _SURROGATE_BYTES
+    if pattern.search(text):
+        _refuse_lone_surrogates(value)
+    return value
 
 
 def ryu_float(value: float) -> str:

@@ -1,0 +1,39 @@
+"""Shared fixtures. Every test runs with TURNQ_* pointed away from real stores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+# The spec lives in ../shared/spec beside the repository; tests/data holds a copy of the
+# files the tests read (test_models checks the copy is current when the spec is there).
+SHARED_SPEC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+NOW = 1767225600000  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TURNQ_STORE", "TURNQ_NOW", "TURNQ_OWNER", "TURNQ_LOCK_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TURNQ_STORE", str(tmp_path / "turnq.json"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "turnq.json"
+
+
+@pytest.fixture
+def queue(store_path: Path):
+    from turnq import Queue
+
+    return Queue(store_path, now=NOW)
+
+
+def spec_vectors() -> list[dict]:
+    path = DATA_DIR / "vectors.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,14 @@
+"""The `turnq` command line: thin Typer commands over the Python API.
+
+Each command parses its options, calls one `Queue` method and hands the result
+to `turnq.render` (people) or `turnq.cli.output` (`--json`).
+"""
+
+from __future__ import annotations
+
+from . import claim_cmds, enqueue_cmds, inspect_cmd  # noqa: F401  (register the commands)
+from .app import app
+
+
+def main() -> None:
+    app()

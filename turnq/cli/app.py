@@ -1,0 +1,85 @@
+"""The Typer application and the one place where errors become exit codes.
+
+`TurnqGroup.main` runs every command in non-standalone mode and maps what comes
+out: a `TurnqError` → its exit status and one line on stderr (a JSON object with
+`--json`); a usage error from option parsing → exit 2 and one line; anything else
+→ exit 1 with the traceback and a request to report the bug.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from ..errors import ExitStatus, TurnqError
+
+
+class TurnqGroup(TyperGroup):
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        ctx = super().make_context(info_name, list(args), parent=parent, **extra)
+        # Kept so `enqueue` can recover how --text and --image interleave on the line.
+        ctx.meta["turnq.argv"] = list(args)
+        return ctx
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        json_mode = "--json" in argv
+        try:
+            result = super().main(args=argv, prog_name=prog_name or "turnq", complete_var=complete_var,
+                                  standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else ExitStatus.OK
+        except TurnqError as err:
+            code = report_error(err.exit_status, err.message, json_mode)
+        except typer.Abort:
+            code = report_error(ExitStatus.INTERNAL, "aborted", json_mode)
+        except KeyboardInterrupt:
+            sys.stderr.write("\n")
+            code = 130
+        except typer.TyperException as err:  # click's usage errors, vendored by Typer
+            code = _usage_error(err, json_mode)
+        except Exception:  # a bug: show everything that helps to fix it
+            traceback.print_exc()
+            code = report_error(ExitStatus.INTERNAL, "internal error: this is a bug in turnq; please report it "
+                                "with the traceback above", json_mode)
+        if standalone_mode:
+            sys.exit(int(code))
+        return int(code)
+
+
+def _usage_error(err: Any, json_mode: bool) -> int:
+    if type(err).__name__ == "NoArgsIsHelpError":  # `turnq` alone: show the help
+        sys.stderr.write(err.format_message() + "\n")
+        return ExitStatus.USAGE
+    message = " ".join(err.format_message().split())
+    command = getattr(getattr(err, "ctx", None), "command_path", None)
+    if command:
+        message += f" (see '{command} --help')"
+    return report_error(ExitStatus.USAGE, message, json_mode)
+
+
+def report_error(status: ExitStatus, message: str, json_mode: bool) -> int:
+    """One line on stderr: `turnq: error: …`, or `{"error": CODE_NAME, "message": …}` with --json."""
+    line = " ".join(message.split())
+    if json_mode:
+        sys.stderr.write(json.dumps({"error": status.code_name, "message": line}, ensure_ascii=False) + "\n")
+    else:
+        sys.stderr.write(f"turnq: error: {line}\n")
+    return status
+
+
+app = typer.Typer(
+    cls=TurnqGroup,
+    name="turnq",
+    help="A durable turn queue for LLM agent runtimes: enqueue, claim, complete and inspect queued work.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)

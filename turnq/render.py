@@ -1,0 +1,369 @@
+"""Human output: Rich tables and panels that explain the queue's state.
+
+Only the CLI imports this module (and so Rich); `--json` output never does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.json import JSON
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .clock import format_duration, format_time
+from .engine import EnqueueResult
+from .materialize import CheckpointWork, TurnWork, materialize
+from .models import (
+    ImageRefItem,
+    MergeGroup,
+    ProcessWakePayload,
+    QueuedWorkBatch,
+    QueuedWorkClaim,
+    QueuedWorkCompletion,
+    SessionCommandPayload,
+    TextItem,
+    Tombstone,
+    TurnInputPayload,
+)
+from .views import BatchView, Overview, SessionView
+
+STATE_STYLE = {"ready": "green", "delayed": "yellow", "held": "cyan", "lease_expired": "red"}
+DELIVERY_SHORT = {"earliest_safe_boundary": "earliest", "after_current_turn_commit": "after commit"}
+BOUNDARY_TITLE = {"idle": "idle boundary", "active_turn_checkpoint": "active-turn checkpoint"}
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+# ----------------------------------------------------------------- small pieces
+
+
+def when(ms: int, now_ms: int | None = None) -> str:
+    """`2026-01-01T00:15:00.000Z (in 15m)` — absolute, and relative when `now` is known."""
+    text = format_time(ms)
+    if now_ms is None:
+        return text
+    if ms > now_ms:
+        return f"{text} (in {format_duration(ms - now_ms)})"
+    if ms < now_ms:
+        return f"{text} ({format_duration(now_ms - ms)} ago)"
+    return f"{text} (now)"
+
+
+def merge_text(key: Any) -> str:
+    return f"group:{key.group}" if isinstance(key, MergeGroup) else str(key)
+
+
+def _clip(text: str, width: int = 40) -> str:
+    one_line = text.replace("\n", "⏎ ")
+    return one_line if len(one_line) <= width else one_line[: width - 1] + "…"
+
+
+def _age(ms: int) -> str:
+    return "just now" if ms <= 0 else f"{format_duration(ms)} ago"
+
+
+def item_summary(batch: QueuedWorkBatch) -> str:
+    parts = []
+    for item in batch.items:
+        payload = item.payload
+        if isinstance(payload, TurnInputPayload):
+            for entry in payload.input.items:
+                if isinstance(entry, TextItem):
+                    parts.append(f'"{_clip(entry.text)}"')
+                elif isinstance(entry, ImageRefItem):
+                    blob = payload.input.image_blobs.get(entry.id)
+                    size = f" {len(blob)} B" if blob is not None else " (no blob)"
+                    parts.append(f"image {entry.id}{size}")
+        elif isinstance(payload, ProcessWakePayload):
+            wake = payload.wake
+            parts.append(f"wake {wake.process_id} {wake.event_type} #{wake.sequence}")
+        elif isinstance(payload, SessionCommandPayload):
+            parts.append(f"{payload.command.kind}: {_clip(payload.command.reason, 30)}")
+    return "; ".join(parts)
+
+
+def state_text(view: BatchView, now_ms: int, *, wide: bool = False) -> Text:
+    """`held by w1 (14m left)`; wide terminals add the absolute time."""
+    lease = view.lease
+
+    def at(ms: int) -> str:
+        return f" until {format_time(ms)}" if wide else ""
+
+    if view.state == "held" and lease is not None:
+        label = f"held by {lease.owner_id}{at(lease.expires_at_ms)} ({format_duration(lease.expires_at_ms - now_ms)} left)"
+    elif view.state == "delayed":
+        label = f"delayed{at(view.batch.available_at_ms)} ({format_duration(view.batch.available_at_ms - now_ms)} left)"
+    elif view.state == "lease_expired" and lease is not None:
+        label = f"lease of {lease.owner_id} expired {_age(now_ms - lease.expires_at_ms)}: claimable"
+    else:
+        label = "ready"
+    return Text(label, style=STATE_STYLE[view.state])
+
+
+WIDE = 180  # from this many columns on, ids are shown whole and policies one per column
+
+
+def short_id(batch_id: str, console: Console) -> str:
+    """`qwb:` + 12 hex digits in a narrow terminal; any unique prefix works in commands."""
+    return batch_id if console.width >= WIDE else batch_id[:16] + "…"
+
+
+def batch_table(console: Console, views: list[BatchView] | list[QueuedWorkBatch], now_ms: int | None = None,
+                title: str | None = None) -> Table:
+    """One row per batch. Wide terminals get a column per policy; narrow ones a combined one."""
+    wide = console.width >= WIDE
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left",
+                  caption=None if wide else "ids shortened: a unique prefix works in commands; --json shows them whole",
+                  caption_justify="left")
+    table.add_column("seq", justify="right")
+    table.add_column("batch", no_wrap=wide, overflow="fold", min_width=17)
+    if wide:
+        table.add_column("source key", overflow="fold")
+        for name in ("delivery", "slot", "merge"):
+            table.add_column(name, no_wrap=True)
+    else:
+        table.add_column("policy", overflow="fold")
+    if now_ms is not None:
+        table.add_column("state", overflow="fold")
+        table.add_column("fence", justify="right")
+    table.add_column("items", overflow="fold")
+    for entry in views:
+        batch = entry.batch if isinstance(entry, BatchView) else entry
+        ident = short_id(batch.batch_id, console)
+        row: list[Any] = [str(batch.enqueue_seq), ident if wide or not batch.source_key else
+                          f"{ident}\nkey {batch.source_key}"]
+        if wide:
+            row += [batch.source_key or "", batch.delivery_policy, batch.slot_policy, merge_text(batch.merge_key)]
+        else:
+            row.append(_policy(batch))
+        if now_ms is not None and isinstance(entry, BatchView):
+            row += [state_text(entry, now_ms, wide=wide), str(entry.fencing_counter)]
+        row.append(item_summary(batch))
+        table.add_row(*row)
+    return table
+
+
+def _policy(batch: QueuedWorkBatch) -> str:
+    return f"{DELIVERY_SHORT[batch.delivery_policy]}, {batch.slot_policy}, {merge_text(batch.merge_key)}"
+
+
+# ----------------------------------------------------------------- enqueue
+
+
+def enqueued(results: list[EnqueueResult]) -> None:
+    console = _console()
+    for result in results:
+        batch = result.batch
+        verb = {"enqueued": "Enqueued", "replayed": "Already queued (replay)",
+                "replayed_tombstone": "Already settled (replay)"}[result.outcome]
+        console.print(f"[bold]{verb}[/bold] into session [bold]{batch.session_id}[/bold]:")
+        console.print(batch_table(console, [batch]))
+
+
+def command_receipt(result: EnqueueResult) -> None:
+    receipt = result.receipt
+    verb = "Enqueued" if result.outcome == "enqueued" else "Already queued (replay):"
+    _console().print(f"[bold]{verb}[/bold] {_command_of(result.batch)} for session [bold]{receipt.session_id}"
+                     f"[/bold]\n  batch {receipt.batch_id}\n  source key {receipt.source_key}")
+
+
+def _command_of(batch: QueuedWorkBatch) -> str:
+    payload = batch.items[0].payload
+    return payload.command.kind if isinstance(payload, SessionCommandPayload) else "command"
+
+
+# ----------------------------------------------------------------- claims
+
+
+def claim(made: QueuedWorkClaim | None, session: str, boundary: str, *, dry_run: bool, exact: bool) -> None:
+    console = _console()
+    if made is None:
+        why = "the named batches are not exactly what a claim would take now" if exact else "nothing claimable"
+        console.print(f"Nothing to claim in session [bold]{session}[/bold] at the {BOUNDARY_TITLE[boundary]}: "
+                      f"{why}. See 'turnq inspect {session}'.")
+        return
+    title = "Would claim (dry run, nothing written)" if dry_run else "Claimed"
+    header = Table.grid(padding=(0, 2))
+    header.add_column(no_wrap=True)
+    header.add_column(overflow="fold")
+    header.add_row("claim id", made.claim_id)
+    header.add_row("owner", made.owner_id)
+    header.add_row("fencing token", str(made.fencing_token))
+    header.add_row("lease token", made.lease_token)
+    header.add_row("expires", f"{when(made.expires_at_epoch_ms, made.claimed_at_epoch_ms)}")
+    console.print(Panel(header, title=f"{title}: {len(made.batches)} batch(es) from {session} at the "
+                        f"{BOUNDARY_TITLE[boundary]}", title_align="left", expand=False))
+    console.print(batch_table(console, made.batches))
+    console.print(work_panel(materialize(made.batches, boundary), boundary))
+
+
+def completed(done: QueuedWorkCompletion) -> None:
+    _console().print(f"[bold]Completed[/bold] claim {done.claim_id}: {len(done.batch_ids)} batch(es) removed "
+                     f"from session [bold]{done.session_id}[/bold]\n  " + "\n  ".join(done.batch_ids))
+
+
+def renewed(made: QueuedWorkClaim) -> None:
+    _console().print(f"[bold]Renewed[/bold] claim {made.claim_id} ({len(made.batches)} batch(es)): lease now "
+                     f"expires {format_time(made.expires_at_epoch_ms)}")
+
+
+def released(ref: Any, batch_ids: list[str]) -> None:
+    if not batch_ids:
+        _console().print(f"Claim {ref.claim_id} held nothing any more: no batch was released.")
+        return
+    _console().print(f"[bold]Abandoned[/bold] claim {ref.claim_id}: {len(batch_ids)} batch(es) claimable again\n  "
+                     + "\n  ".join(batch_ids))
+
+
+def cancelled(batch: QueuedWorkBatch) -> None:
+    console = _console()
+    console.print(f"[bold]Cancelled[/bold] in session [bold]{batch.session_id}[/bold]:")
+    console.print(batch_table(console, [batch]))
+
+
+def vacuumed(removed: list[Tombstone]) -> None:
+    console = _console()
+    if not removed:
+        console.print("No tombstone to drop.")
+        return
+    console.print(f"[bold]Dropped {len(removed)} tombstone(s)[/bold]; their source keys are free again.")
+    console.print(tombstone_table(removed))
+
+
+def tombstone_table(tombstones: list[Tombstone], title: str | None = None) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
+    table.add_column("source key", overflow="fold")
+    table.add_column("batch", overflow="fold")
+    table.add_column("outcome")
+    table.add_column("settled")
+    for tomb in tombstones:
+        table.add_row(tomb.source_key, tomb.batch_id, tomb.outcome, format_time(tomb.settled_at_ms))
+    return table
+
+
+# ----------------------------------------------------------------- materialised work
+
+
+def work_panel(work: TurnWork | CheckpointWork, boundary: str) -> Panel:
+    parts: list[Any] = []
+    if isinstance(work, TurnWork):
+        if work.session_command is not None:
+            command = work.session_command
+            parts.append(Text(f"Exclusive session command: {command.kind} — {command.reason}", style="bold magenta"))
+        turn_input = work.turn_input
+        if turn_input.items:
+            parts.append(Text("Turn input:", style="bold"))
+            for entry in turn_input.items:
+                if isinstance(entry, TextItem):
+                    parts.append(Text("  " + entry.text.replace("\n", "\n  ")))
+                else:
+                    blob = turn_input.image_blobs.get(entry.id)
+                    parts.append(Text(f"  [image {entry.id}: " + (f"{len(blob)} bytes]" if blob is not None
+                                                                   else "no blob, dropped]"), style="dim"))
+        title = "Turn input at the idle boundary"
+    else:
+        for message in work.messages:
+            images = f" (+{len(message.images)} image(s))" if message.images else ""
+            parts.append(Text(f"User message{images}:", style="bold"))
+            parts.append(Text("  " + message.content.replace("\n", "\n  ")))
+        title = "Injected at an active-turn checkpoint"
+    for cause in work.turn_causes:
+        parts.append(Text(f"Turn cause {cause.id}:", style="bold"))
+        parts.append(Text("  " + cause.text.replace("\n", "\n  ")))
+    if not parts:
+        parts.append(Text("(nothing for the model)", style="dim"))
+    return Panel(Group(*parts), title=title, title_align="left", expand=False)
+
+
+# ----------------------------------------------------------------- inspect
+
+
+def view(shown: Overview | SessionView | BatchView) -> None:
+    if isinstance(shown, Overview):
+        overview(shown)
+    elif isinstance(shown, SessionView):
+        session(shown)
+    else:
+        batch_detail(shown)
+
+
+def overview(shown: Overview) -> None:
+    console = _console()
+    if not shown.sessions:
+        console.print(f"The store is empty (at {format_time(shown.now_ms)}).")
+        return
+    table = Table(title=f"Sessions at {format_time(shown.now_ms)}", box=box.SIMPLE_HEAVY, title_justify="left")
+    for name in ("session", "ready", "delayed", "held", "lease expired", "tombstones", "oldest"):
+        table.add_column(name, justify="left" if name in ("session", "oldest") else "right", overflow="fold")
+    for s in shown.sessions:
+        age = "" if s.oldest_enqueued_at_ms is None else _age(shown.now_ms - s.oldest_enqueued_at_ms)
+        table.add_row(s.session_id, str(s.ready), str(s.delayed), str(s.held), str(s.lease_expired),
+                      str(s.tombstones), age)
+    console.print(table)
+
+
+def session(shown: SessionView) -> None:
+    console = _console()
+    title = (f"Session {shown.session_id} at {format_time(shown.now_ms)}: {len(shown.batches)} batch(es), "
+             f"{shown.tombstone_count} tombstone(s)")
+    if shown.batches:
+        console.print(batch_table(console, shown.batches, shown.now_ms, title=title))
+    else:
+        console.print(title)
+    for boundary in ("idle", "active_turn_checkpoint"):
+        run = shown.next_claim[boundary]
+        if not run:
+            console.print(f"[bold]Next claim at the {BOUNDARY_TITLE[boundary]}:[/bold] nothing: "
+                          f"{_why_nothing(shown)}")
+            continue
+        seqs = ", ".join(f"seq {b.enqueue_seq}" for b in run)
+        console.print(f"[bold]Next claim at the {BOUNDARY_TITLE[boundary]}:[/bold] {len(run)} batch(es) ({seqs})")
+        work = shown.materialized[boundary]
+        if work is not None:
+            console.print(work_panel(work, boundary))
+    if shown.tombstone_list is not None:
+        console.print(tombstone_table(shown.tombstone_list, title="Tombstones") if shown.tombstone_list
+                      else "No tombstones.")
+
+
+def _why_nothing(shown: SessionView) -> str:
+    head = next((v for v in shown.batches if v.state in ("ready", "lease_expired")), None)
+    if head is not None and head.batch.delivery_policy == "after_current_turn_commit":
+        return f"the head (seq {head.batch.enqueue_seq}) is after_current_turn_commit and waits for the idle boundary"
+    if not shown.batches:
+        return "the session has no batches"
+    counts = {state: sum(v.state == state for v in shown.batches) for state in ("held", "delayed")}
+    return f"no batch is claimable now ({counts['held']} held, {counts['delayed']} delayed)"
+
+
+def batch_detail(shown: BatchView) -> None:
+    console = _console()
+    batch = shown.batch
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("batch", batch.batch_id)
+    grid.add_row("session", batch.session_id)
+    grid.add_row("seq", str(batch.enqueue_seq))
+    grid.add_row("source key", batch.source_key or "(none)")
+    grid.add_row("delivery", batch.delivery_policy)
+    grid.add_row("slot", batch.slot_policy)
+    grid.add_row("merge key", merge_text(batch.merge_key))
+    grid.add_row("available at", format_time(batch.available_at_ms) if batch.available_at_ms else "at once")
+    grid.add_row("enqueued at", format_time(batch.enqueued_at_ms))
+    grid.add_row("state", Text(shown.state, style=STATE_STYLE[shown.state]))
+    grid.add_row("fencing counter", str(shown.fencing_counter))
+    if shown.lease is not None:
+        lease = shown.lease
+        grid.add_row("claim", f"{lease.claim_id} by {lease.owner_id}, token {lease.lease_token}")
+        grid.add_row("lease", f"claimed {format_time(lease.claimed_at_ms)}, expires {format_time(lease.expires_at_ms)}")
+    console.print(Panel(grid, title=f"Batch {batch.enqueue_seq}", title_align="left", expand=False))
+    for index, item in enumerate(batch.items):
+        console.print(Panel(JSON(item.payload.to_wire_json()), title=f"item {index}: {item.payload.type}",
+                            title_align="left", expand=False))
