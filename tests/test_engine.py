@@ -1178,3 +1178,36 @@ def test_wake_batches_are_claimed_alone_at_a_checkpoint(state):
     engine.enqueue(state, engine.wake_draft(wake(sequence=2)), NOW)
     got = claim(state, boundary="active_turn_checkpoint")
     assert ids_of(got) == [w.batch_id]
+
+
+# --------------------------------------------------------------------------- batch id prefixes
+
+
+def _with_id(state: QueueState, batch_id: str) -> str:
+    """Enqueue a batch and give it a chosen id (to make prefixes collide on purpose)."""
+    batch = put(state)
+    stored = state.find(S, batch.batch_id)
+    stored.batch = batch.model_copy(update={"batch_id": batch_id})
+    return batch_id
+
+
+def test_resolve_batch_id_from_a_unique_prefix(state):
+    full = put(state).batch_id
+    assert engine.resolve_batch_id(state, S, full) == full
+    assert engine.resolve_batch_id(state, S, full[:12]) == full
+    assert engine.resolve_batch_id(state, S, full[:12] + "…") == full
+
+
+def test_resolve_batch_id_leaves_short_unknown_and_foreign_ids_as_given(state):
+    full = put(state).batch_id
+    assert engine.resolve_batch_id(state, S, full[:7]) == full[:7]  # shorter than "qwb:" + 4
+    assert engine.resolve_batch_id(state, S, "qwb:ffffffffffff") == "qwb:ffffffffffff"
+    assert engine.resolve_batch_id(state, "other", full[:12]) == full[:12]
+
+
+def test_resolve_batch_id_refuses_an_ambiguous_prefix(state):
+    a = _with_id(state, "qwb:abcd1111")
+    _with_id(state, "qwb:abcd2222")
+    with pytest.raises(InvalidInput):
+        engine.resolve_batch_id(state, S, "qwb:abcd")
+    assert engine.resolve_batch_id(state, S, "qwb:abcd1") == a

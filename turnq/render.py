@@ -115,11 +115,12 @@ def short_id(batch_id: str, console: Console) -> str:
 
 
 def batch_table(console: Console, views: list[BatchView] | list[QueuedWorkBatch], now_ms: int | None = None,
-                title: str | None = None) -> Table:
+                title: str | None = None, *, caption: bool = False) -> Table:
     """One row per batch. Wide terminals get a column per policy; narrow ones a combined one."""
     wide = console.width >= WIDE
     table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left",
-                  caption=None if wide else "ids shortened: a unique prefix works in commands; --json shows them whole",
+                  caption=None if wide or not caption else
+                  "ids shortened: a unique prefix works in commands; --json shows them whole",
                   caption_justify="left")
     table.add_column("seq", justify="right")
     table.add_column("batch", no_wrap=wide, overflow="fold", min_width=17)
@@ -160,9 +161,9 @@ def enqueued(results: list[EnqueueResult]) -> None:
     console = _console()
     for result in results:
         batch = result.batch
-        verb = {"enqueued": "Enqueued", "replayed": "Already queued (replay)",
-                "replayed_tombstone": "Already settled (replay)"}[result.outcome]
-        console.print(f"[bold]{verb}[/bold] into session [bold]{batch.session_id}[/bold]:")
+        verb = {"enqueued": "Enqueued into", "replayed": "Already queued (a replay; nothing written) in",
+                "replayed_tombstone": "Already settled (a replay; nothing enqueued) in"}[result.outcome]
+        console.print(f"[bold]{verb}[/bold] session [bold]{batch.session_id}[/bold]:")
         console.print(batch_table(console, [batch]))
 
 
@@ -266,13 +267,13 @@ def work_panel(work: TurnWork | CheckpointWork, boundary: str) -> Panel:
                     blob = turn_input.image_blobs.get(entry.id)
                     parts.append(Text(f"  [image {entry.id}: " + (f"{len(blob)} bytes]" if blob is not None
                                                                    else "no blob, dropped]"), style="dim"))
-        title = "Turn input at the idle boundary"
+        title = "What the runtime gets at the idle boundary"
     else:
         for message in work.messages:
             images = f" (+{len(message.images)} image(s))" if message.images else ""
             parts.append(Text(f"User message{images}:", style="bold"))
             parts.append(Text("  " + message.content.replace("\n", "\n  ")))
-        title = "Injected at an active-turn checkpoint"
+        title = "What is injected at an active-turn checkpoint"
     for cause in work.turn_causes:
         parts.append(Text(f"Turn cause {cause.id}:", style="bold"))
         parts.append(Text("  " + cause.text.replace("\n", "\n  ")))
@@ -313,7 +314,7 @@ def session(shown: SessionView) -> None:
     title = (f"Session {shown.session_id} at {format_time(shown.now_ms)}: {len(shown.batches)} batch(es), "
              f"{shown.tombstone_count} tombstone(s)")
     if shown.batches:
-        console.print(batch_table(console, shown.batches, shown.now_ms, title=title))
+        console.print(batch_table(console, shown.batches, shown.now_ms, title=title, caption=True))
     else:
         console.print(title)
     for boundary in ("idle", "active_turn_checkpoint"):

@@ -109,7 +109,6 @@ class JsonFileStore(Store):
             os.chmod(temp_name, mode)
             os.replace(temp_name, self.path)
             temp_name = None
-            _fsync_dir(folder)
         except OSError as err:
             raise StoreUnwritable(
                 f"cannot write store {self.location}: {err.strerror or err}; the store was left as it was"
@@ -117,6 +116,13 @@ class JsonFileStore(Store):
         finally:
             if temp_name is not None:
                 _remove_quietly(temp_name)
+        # The rename has committed the new state: every reader now sees it. Syncing the
+        # folder only hardens that against power loss, so its failure (some file systems
+        # refuse fsync on a directory) must not report the committed write as failed.
+        try:
+            _fsync_dir(folder)
+        except OSError:
+            pass
 
     def _writable_mode(self) -> int:
         try:

@@ -1,0 +1,120 @@
+"""turnq.ids: the deterministic identifiers of spec/wire.md (*Identifier formats*)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+
+from conftest import NOW
+from turnq import ids
+
+# (text, Rust's format!("{:?}", text))
+DEBUG_TABLE = [
+    ("host:abc", '"host:abc"'),
+    ("", '""'),
+    ('say "hi"', '"say \\"hi\\""'),
+    ("a\\b", '"a\\\\b"'),
+    ("line\nbreak", '"line\\nbreak"'),
+    ("cr\rtab\t", '"cr\\rtab\\t"'),
+    ("nul\0", '"nul\\0"'),
+    ("it's", '"it\'s"'),
+    ("zero\u200bwidth", '"zero\\u{200b}width"'),
+    ("e\u0301", '"e\\u{301}"'),  # combining acute accent (Grapheme_Extend)
+    ("\u0301start", '"\\u{301}start"'),
+    ("del\x7f", '"del\\u{7f}"'),
+    ("\x01", '"\\u{1}"'),
+    ("\x1b[0m", '"\\u{1b}[0m"'),
+    ("\xa0", '"\\u{a0}"'),  # no-break space: a separator, not printable for Rust
+    ("\xad", '"\\u{ad}"'),  # soft hyphen (Cf)
+    ("\u2028", '"\\u{2028}"'),  # line separator (Zl)
+    ("\u200d", '"\\u{200d}"'),  # zero-width joiner (Cf)
+    ("\u200c", '"\\u{200c}"'),  # zero-width non-joiner (Other_Grapheme_Extend)
+    ("\u2764\ufe0f", '"\u2764\\u{fe0f}"'),  # variation selector (Mn)
+    ("\ue000", '"\\u{e000}"'),  # private use (Co)
+    ("日本語", '"日本語"'),
+    ("😀", '"😀"'),
+    ("café", '"café"'),
+    ("Ωμέγα", '"Ωμέγα"'),
+    ("~ !#$%&()*+,-./:;<=>?@[]^_`{|}", '"~ !#$%&()*+,-./:;<=>?@[]^_`{|}"'),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), DEBUG_TABLE, ids=[repr(t) for t, _ in DEBUG_TABLE])
+def test_rust_debug_str(text: str, expected: str) -> None:
+    assert ids.rust_debug_str(text) == expected
+
+
+def test_rust_debug_option() -> None:
+    assert ids.rust_debug_option(None) == "None"
+    assert ids.rust_debug_option("host:abc") == 'Some("host:abc")'
+    assert ids.rust_debug_option('a"b') == 'Some("a\\"b")'
+
+
+def _qwb(preimage: str) -> str:
+    return "qwb:" + hashlib.sha256(preimage.encode("utf-8")).hexdigest()
+
+
+def test_batch_id_with_source_key() -> None:
+    expected = _qwb('root:Some("host:abc"):1767225600000:3')
+    assert ids.batch_id("root", "host:abc", NOW, 3) == expected
+    assert re.fullmatch(r"qwb:[0-9a-f]{64}", expected)
+
+
+def test_batch_id_without_source_key() -> None:
+    assert ids.batch_id("root", None, NOW, 3) == _qwb("root:None:1767225600000:3")
+
+
+def test_batch_id_escapes_source_key_as_rust_debug() -> None:
+    # The literal preimage, as Rust's `{:?}` writes the key `a"b\n'c` + U+200B.
+    assert ids.batch_id("s", "a\"b\n'c\u200b", 5, 0) == _qwb('s:Some("a\\"b\\n\'c\\u{200b}"):5:0')
+
+
+def test_batch_id_depends_on_every_part() -> None:
+    base = ids.batch_id("root", "k", NOW, 1)
+    assert len({base, ids.batch_id("root2", "k", NOW, 1), ids.batch_id("root", "k2", NOW, 1),
+                ids.batch_id("root", None, NOW, 1), ids.batch_id("root", "k", NOW + 1, 1),
+                ids.batch_id("root", "k", NOW, 2)}) == 6
+
+
+def test_item_id() -> None:
+    assert ids.item_id("qwb:abc", 0) == "qwb:abc:item:0"
+    assert ids.item_id("qwb:abc", 12) == "qwb:abc:item:12"
+
+
+def test_claim_id() -> None:
+    assert ids.claim_id(3, 1) == "qwc:3:1"
+    assert ids.claim_id(17, 42) == "qwc:17:42"
+
+
+def test_lease_token() -> None:
+    expected = hashlib.sha256(b"root:worker-a:qwc:3:1:1767225600000").hexdigest()
+    token = ids.lease_token("root", "worker-a", "qwc:3:1", NOW)
+    assert token == expected
+    assert re.fullmatch(r"[0-9a-f]{64}", token)
+    assert ids.lease_token("root", "worker-b", "qwc:3:1", NOW) != token
+
+
+def test_lease_token_non_ascii_owner_hashed_as_utf8() -> None:
+    expected = hashlib.sha256("root:wörker:qwc:1:1:0".encode()).hexdigest()
+    assert ids.lease_token("root", "wörker", "qwc:1:1", 0) == expected
+
+
+def test_command_source_key() -> None:
+    assert ids.command_source_key("reset_session", "KEY") == "command:reset_session:KEY"
+    assert ids.command_source_key("refresh_tool_surface", "k-1") == "command:refresh_tool_surface:k-1"
+
+
+def test_wake_source_key() -> None:
+    assert ids.wake_source_key("p1", 7) == "process:p1:event:7:wake"
+    assert ids.wake_source_key("proc:x", 0) == "process:proc:x:event:0:wake"
+
+
+def test_fixed_idempotency_key() -> None:
+    expected = hashlib.sha256(b"reset_session:root:user asked:1767225600000").hexdigest()[:16]
+    key = ids.fixed_idempotency_key("reset_session", "root", "user asked", NOW)
+    assert key == expected
+    assert re.fullmatch(r"[0-9a-f]{16}", key)
+    assert ids.fixed_idempotency_key("refresh_tool_surface", "root", "user asked", NOW) != key
+    assert ids.fixed_idempotency_key("reset_session", "root", "user asked", NOW + 1) != key

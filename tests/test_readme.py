@@ -1,0 +1,42 @@
+"""README.md and .ci/run agree: CI runs exactly what the README tells a new user."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ci_commands() -> list[str]:
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    return [line for line in lines if line and not line.startswith(("#", "set ", "cd ", "python3 --version"))]
+
+
+def test_ci_runs_exactly_the_readme_start_here_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start_here = readme.split("## Start here", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)\n```", start_here, re.S)
+    assert blocks == _ci_commands()
+    assert len(blocks) == 2
+
+
+def test_readme_documents_every_exit_code_and_env_var() -> None:
+    from turnq.errors import ExitStatus
+
+    readme = (ROOT / "README.md").read_text()
+    for status in ExitStatus:
+        assert f"| {status.value} | {status.code_name} |" in readme
+    for name in ("TURNQ_STORE", "TURNQ_NOW", "TURNQ_OWNER", "TURNQ_LOCK_TIMEOUT"):
+        assert f"`{name}`" in readme
+
+
+def test_readme_mentions_every_command() -> None:
+    from typer.main import get_command
+
+    from turnq.cli import app
+
+    readme = (ROOT / "README.md").read_text()
+    for name in get_command(app).commands:  # type: ignore[attr-defined]
+        # `turnq complete|renew|abandon` names three commands in one row
+        assert re.search(rf"turnq [a-z\\|-]*\b{re.escape(name)}\b", readme), name
