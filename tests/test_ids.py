@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import subprocess
+import unicodedata
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +37,9 @@ DEBUG_TABLE = [
     ("\u200c", '"\\u{200c}"'),  # zero-width non-joiner (Other_Grapheme_Extend)
     ("\u2764\ufe0f", '"\u2764\\u{fe0f}"'),  # variation selector (Mn)
     ("\ue000", '"\\u{e000}"'),  # private use (Co)
+    ("\u0cc0", '"\\u{cc0}"'),  # Kannada vowel sign II: Grapheme_Extend since Unicode 16
+    ("\U0001d166", '"\\u{1d166}"'),  # musical combining stem: Grapheme_Extend since Unicode 16
+    ("\U000e0041", '"\\u{e0041}"'),  # tag letter A
     ("日本語", '"日本語"'),
     ("😀", '"😀"'),
     ("café", '"café"'),
@@ -44,6 +51,51 @@ DEBUG_TABLE = [
 @pytest.mark.parametrize(("text", "expected"), DEBUG_TABLE, ids=[repr(t) for t, _ in DEBUG_TABLE])
 def test_rust_debug_str(text: str, expected: str) -> None:
     assert ids.rust_debug_str(text) == expected
+
+
+_RUST_ESCAPES = r"""
+fn main() {
+    let mut out = String::new();
+    for cp in (0u32..=0x1FFFF).chain(0xE0000..=0xE01EF) {
+        if let Some(c) = char::from_u32(cp) {
+            let s = c.to_string();
+            if format!("{:?}", s) != format!("\"{}\"", s) {
+                out.push_str(&format!("{:x} {:?}\n", cp, s));
+            }
+        }
+    }
+    print!("{}", out);
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("rustc") is None, reason="rustc is not installed: cannot ask Rust itself")
+def test_rust_debug_str_agrees_with_rustc(tmp_path: Path) -> None:
+    """Every code point of planes 0-1 and the tag/variation range, escaped or not as rustc's `{:?}` does.
+
+    Code points that this Python's Unicode database does not know (assigned by a newer Unicode than
+    `unicodedata.unidata_version`) are left out: turnq cannot know they are printable."""
+    source = tmp_path / "escapes.rs"
+    source.write_text(_RUST_ESCAPES)
+    binary = tmp_path / "escapes"
+    subprocess.run(["rustc", "-O", str(source), "-o", str(binary)], check=True, capture_output=True, timeout=300)
+    rust = {}
+    for line in subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout.splitlines():
+        code, _, debug = line.partition(" ")
+        rust[int(code, 16)] = debug
+    assert rust[0x200B] == '"\\u{200b}"'
+    # U+1171E is Mn in Unicode 14 but Mc (not Grapheme_Extend) in Unicode 16.
+    newer = {0x1171E}
+    mismatches = []
+    for cp in [*range(0x20000), *range(0xE0000, 0xE01F0)]:
+        if 0xD800 <= cp <= 0xDFFF or cp in newer:
+            continue
+        char = chr(cp)
+        if unicodedata.category(char) == "Cn" and cp not in rust:
+            continue  # assigned by a Unicode newer than this Python's: turnq cannot know it is printable
+        if ids.rust_debug_str(char) != rust.get(cp, f'"{char}"'):
+            mismatches.append(hex(cp))
+    assert mismatches == []
 
 
 def test_rust_debug_option() -> None:

@@ -369,7 +369,7 @@ def test_unknown_fields_at_several_depths_all_collected_in_order() -> None:
     out = write(m.RuntimeInvocation, text, context)
     assert out == '{"scope":{"session_id":"s"},"subject":{"type":"process","process_id":"p"},"replay":{"key":"k"}}'
     assert sorted(context.dropped) == sorted([
-        "RuntimeScope.scope_extra", "SubjectProcess.subject_extra", "RuntimeReplay.replay_extra",
+        "RuntimeScope.scope_extra", "RuntimeSubject(process).subject_extra", "RuntimeReplay.replay_extra",
         "RuntimeInvocation.top_a", "RuntimeInvocation.top_b",
     ])
     assert context.dropped.index("RuntimeInvocation.top_a") < context.dropped.index("RuntimeInvocation.top_b")
@@ -389,7 +389,7 @@ def test_unknown_field_deep_in_claim_is_collected() -> None:
     }
     context = m.WireContext()
     m.parse(m.QueuedWorkClaim, json.dumps(claim), context)
-    assert context.dropped == ["ResetSession.why"]
+    assert context.dropped == ["SessionCommand(reset_session).why"]
 
 
 def test_free_form_maps_are_not_unknown_fields() -> None:
@@ -414,7 +414,7 @@ def test_no_context_drops_unknown_fields_quietly() -> None:
         (m.QueuedWorkPayload, {"type": "turn_input", "input": {"items": [], "x": 1}}, "x", "TurnInput"),
         (m.TurnInput, {"items": [], "trace_turn_ids": "t"}, "trace_turn_ids", "TurnInput"),
         (m.SessionCommand, {"kind": "reset_session", "reason": "r", "expected_generation": 1},
-         "expected_generation", "ResetSession"),
+         "expected_generation", "SessionCommand(reset_session)"),
     ],
 )
 def test_strict_context_refuses_unknown_field_naming_it(shape: Any, data: dict, field: str, owner: str) -> None:

@@ -83,7 +83,8 @@ class WireModel(BaseModel):
     def _serde_keys(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        duplicates = getattr(data, "duplicates", ())
+        # serde refuses a known field given twice; an ignored field may repeat.
+        duplicates = [key for key in getattr(data, "duplicates", ()) if key in cls._known_keys]
         if duplicates:
             raise ValueError(f"duplicate field {_quote(duplicates[0])}")
         unknown = [key for key in data if key not in cls._known_keys]
@@ -91,7 +92,7 @@ class WireModel(BaseModel):
             return data
         context = info.context
         if isinstance(context, WireContext):
-            context.unknown(cls.__name__, unknown)
+            context.unknown(cls.wire_name(), unknown)
         return {key: value for key, value in data.items() if key in cls._known_keys}
 
     @model_serializer(mode="wrap")
@@ -102,6 +103,15 @@ class WireModel(BaseModel):
                 del data[name]
         return data
 
+    @classmethod
+    def wire_name(cls) -> str:
+        """The spec's name of this shape: a union variant says `Union(tag)`, e.g. `InputItem(text)`."""
+        union = _UNION_OF.get(cls.__name__)
+        if union is None:
+            return cls.__name__
+        tag = cls.model_fields[union[1]].default
+        return f"{union[0]}({tag})"
+
     def to_wire(self) -> dict[str, Any]:
         """The reference's JSON shape as Python data."""
         return self.model_dump(mode="python")
@@ -109,6 +119,19 @@ class WireModel(BaseModel):
     def to_wire_json(self) -> str:
         """The reference's JSON text (compact)."""
         return wirejson.dumps(self.to_wire())
+
+
+# Variant class -> (the spec's union name, its tag key), for messages.
+_UNION_OF: dict[str, tuple[str, str]] = {
+    **{name: ("InputItem", "type") for name in ("TextItem", "ImageRefItem")},
+    **{name: ("CausalRef", "type") for name in ("CausalTurn", "CausalEffect", "CausalToolCall", "CausalProcess",
+                                                 "CausalProcessEvent", "CausalHostEvent", "CausalSessionNode")},
+    **{name: ("RuntimeSubject", "type") for name in ("SubjectEffect", "SubjectProcess", "SubjectProcessEvent",
+                                                      "SubjectHostEvent", "SubjectSessionNode")},
+    **{name: ("SessionCommand", "kind") for name in ("RefreshToolSurface", "ResetSession")},
+    **{name: ("QueuedWorkPayload", "type") for name in ("TurnInputPayload", "ProcessWakePayload",
+                                                         "SessionCommandPayload")},
+}
 
 
 # --------------------------------------------------------------------------- scalars

@@ -56,7 +56,7 @@ def _usage_error(err: Any, json_mode: bool) -> int:
     if type(err).__name__ == "NoArgsIsHelpError":  # `turnq` alone: show the help
         sys.stderr.write(err.format_message() + "\n")
         return ExitStatus.USAGE
-    message = " ".join(err.format_message().split())
+    message = " ".join(err.format_message().replace("Value error, ", "").split())
     command = getattr(getattr(err, "ctx", None), "command_path", None)
     if command:
         message += f" (see '{command} --help')"

@@ -6,9 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import InvalidInput
 from . import output
 from .app import app
-from .options import NowOpt, StoreOpt, JsonOpt, open_queue
+from .options import JsonOpt, NowOpt, StoreOpt, open_queue
 
 
 @app.command(rich_help_panel="Look")
@@ -25,8 +26,6 @@ def inspect(
     queue = open_queue(store, now)
     if session is None:
         if batch is not None or pending or tombstones:
-            from ..errors import InvalidInput
-
             raise InvalidInput("--batch, --pending and --tombstones need a SESSION")
         view = queue.overview()
     elif batch is not None:

@@ -79,6 +79,9 @@ class JsonFileStore(Store):
     def _locked(self) -> Iterator[None]:
         if self.path.is_dir():
             raise StoreUnreadable(f"store {self.location} is a directory, not a store file")
+        if not self.path.parent.is_dir():
+            # filelock would create the folder; a typo in --store should not.
+            raise StoreUnwritable(f"cannot write store {self.location}: its folder {self.path.parent} does not exist")
         lock = FileLock(str(self.lock_path), timeout=self.lock_timeout_ms / 1000)
         try:
             lock.acquire()
