@@ -457,3 +457,12 @@ def test_different_clocks_give_different_stores(tmp_path):
     Queue(a, now=NOW).enqueue_text("s", "x")
     Queue(b, now=NOW + 1).enqueue_text("s", "x")
     assert a.read_bytes() != b.read_bytes()
+
+
+def test_store_in_a_missing_folder_is_unwritable_and_creates_nothing(tmp_path):
+    store = tmp_path / "no-such-folder" / "turnq.json"
+    queue = Queue(store, now=1767225600000)
+    with pytest.raises(StoreUnwritable, match="does not exist"):
+        queue.enqueue_text("s", "hi")
+    assert not (tmp_path / "no-such-folder").exists()
+    assert queue.list("s") == []  # reading a missing store is an empty store

@@ -29,10 +29,8 @@ from .models import (
     QueuedWorkCompletion,
     RefreshToolSurface,
     ResetSession,
-    RuntimeInvocation,
-    RuntimeScope,
-    SubjectProcessEvent,
     Tombstone,
+    validate,
 )
 from .store import Store, open_store
 
@@ -99,24 +97,26 @@ class Queue:
              event_type: str = "process.wake", scope_id: str | None = None, dedupe_key: str | None = None,
              delay_ms: int = 0, available_at_ms: int | None = None, strict: bool = False) -> EnqueueResult:
         """Enqueue a process wake built as the CLI builds it (spec/cli.md, `turnq wake`)."""
+        _check_session(session_id)
         wake_id = wake_id if wake_id is not None else f"{process_id}:{sequence}"
         with self.store.transaction() as state:
             now = self.clock.now_ms()
-            wake = ProcessWakeDelivery(
-                wake_id=wake_id,
-                target_session_id=session_id,
-                target_scope_id=scope_id if scope_id is not None else f"session:{session_id}",
-                process_id=process_id,
-                sequence=sequence,
-                event_type=event_type,
-                event_invocation=RuntimeInvocation(
-                    scope=RuntimeScope(session_id=session_id),
-                    subject=SubjectProcessEvent(process_id=process_id, sequence=sequence, event_type=event_type),
-                ),
-                dedupe_key=dedupe_key if dedupe_key is not None else wake_id,
-                input=input,
-                created_at_ms=now,
-            )
+            wake = validate(ProcessWakeDelivery, {
+                "wake_id": wake_id,
+                "target_session_id": session_id,
+                "target_scope_id": scope_id if scope_id is not None else f"session:{session_id}",
+                "process_id": process_id,
+                "sequence": sequence,
+                "event_type": event_type,
+                "event_invocation": {
+                    "scope": {"session_id": session_id},
+                    "subject": {"type": "process_event", "process_id": process_id, "sequence": sequence,
+                                "event_type": event_type},
+                },
+                "dedupe_key": dedupe_key if dedupe_key is not None else wake_id,
+                "input": input,
+                "created_at_ms": now,
+            }, what="wake")
             available = available_at_ms if available_at_ms is not None else (now + delay_ms if delay_ms else 0)
             return engine.enqueue(state, engine.wake_draft(wake, available), now, strict=strict)
 
@@ -128,14 +128,17 @@ class Queue:
     def reset_session(self, session_id: str, reason: str, *, idempotency_key: str | None = None,
                       strict: bool = False) -> EnqueueResult:
         """Enqueue a reset_session command; `.receipt` of the result is the SessionCommandReceipt."""
-        return self._session_command(session_id, ResetSession(reason=reason), idempotency_key, strict)
+        return self._session_command(session_id, validate(ResetSession, {"reason": reason}, what="reset-session"),
+                                     idempotency_key, strict)
 
     def refresh_tools(self, session_id: str, reason: str, *, expected_generation: int | None = None,
                       idempotency_key: str | None = None, strict: bool = False) -> EnqueueResult:
-        command = RefreshToolSurface(reason=reason, expected_generation=expected_generation)
+        command = validate(RefreshToolSurface, {"reason": reason, "expected_generation": expected_generation},
+                           what="refresh-tools")
         return self._session_command(session_id, command, idempotency_key, strict)
 
     def _session_command(self, session_id: str, command: Any, key: str | None, strict: bool) -> EnqueueResult:
+        _check_session(session_id)
         with self.store.transaction() as state:
             now = self.clock.now_ms()
             if key is None:
@@ -150,6 +153,7 @@ class Queue:
               batch_ids: Sequence[str] | None = None, dry_run: bool = False) -> QueuedWorkClaim | None:
         """Claim the next run (or exactly `batch_ids`); None when nothing is claimable now.
         `dry_run` returns the claim that would be made, and changes nothing."""
+        _check_session(session_id)
         _check_choice("boundary", boundary, BOUNDARIES)
         owner = owner if owner is not None else self.default_owner()
         if max_batches < 0:
@@ -213,8 +217,6 @@ def make_draft(session_id: str, payloads: list[Any], *, source_key: str | None =
                delivery_policy: str = "after_current_turn_commit", slot_policy: str = "join",
                merge_key: Any = "never", available_at_ms: int = 0) -> QueuedWorkBatchDraft:
     """Build a draft from plain values (payloads as wire dicts or models)."""
-    from .models import validate
-
     _check_choice("delivery policy", delivery_policy, DELIVERY_POLICIES)
     _check_choice("slot policy", slot_policy, SLOT_POLICIES)
     return validate(QueuedWorkBatchDraft, {
@@ -222,6 +224,11 @@ def make_draft(session_id: str, payloads: list[Any], *, source_key: str | None =
         "slot_policy": slot_policy, "merge_key": merge_key, "available_at_ms": available_at_ms,
         "payloads": payloads,
     }, what="draft")
+
+
+def _check_session(session_id: str) -> None:
+    if not session_id:
+        raise InvalidInput("the session id is empty")
 
 
 def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:

@@ -64,6 +64,14 @@ def _clip(text: str, width: int = 40) -> str:
     return one_line if len(one_line) <= width else one_line[: width - 1] + "…"
 
 
+def _fields_grid() -> Table:
+    """Two columns, name and value; long values (ids, tokens) fold rather than vanish."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    return grid
+
+
 def _age(ms: int) -> str:
     return "just now" if ms <= 0 else f"{format_duration(ms)} ago"
 
@@ -190,9 +198,7 @@ def claim(made: QueuedWorkClaim | None, session: str, boundary: str, *, dry_run:
                       f"{why}. See 'turnq inspect {session}'.")
         return
     title = "Would claim (dry run, nothing written)" if dry_run else "Claimed"
-    header = Table.grid(padding=(0, 2))
-    header.add_column(no_wrap=True)
-    header.add_column(overflow="fold")
+    header = _fields_grid()
     header.add_row("claim id", made.claim_id)
     header.add_row("owner", made.owner_id)
     header.add_row("fencing token", str(made.fencing_token))
@@ -346,9 +352,7 @@ def _why_nothing(shown: SessionView) -> str:
 def batch_detail(shown: BatchView) -> None:
     console = _console()
     batch = shown.batch
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(no_wrap=True)
-    grid.add_column(overflow="fold")
+    grid = _fields_grid()
     grid.add_row("batch", batch.batch_id)
     grid.add_row("session", batch.session_id)
     grid.add_row("seq", str(batch.enqueue_seq))

@@ -26,6 +26,16 @@ class Lease:
     def held_at(self, now_ms: int) -> bool:
         return self.expires_at_ms > now_ms
 
+    def to_wire(self, fencing_token: int | None = None) -> dict[str, object]:
+        """The claim's fields as the wire names them (with its fencing token, when given)."""
+        data: dict[str, object] = {"claim_id": self.claim_id, "owner_id": self.owner_id,
+                                   "lease_token": self.lease_token}
+        if fencing_token is not None:
+            data["fencing_token"] = fencing_token
+        data["claimed_at_epoch_ms"] = self.claimed_at_ms
+        data["expires_at_epoch_ms"] = self.expires_at_ms
+        return data
+
 
 @dataclass
 class StoredBatch:

@@ -24,15 +24,7 @@ class BatchView:
         return cls(stored.batch, engine.batch_state(stored, now_ms), stored.lease, stored.fencing)
 
     def to_wire(self) -> dict[str, Any]:
-        lease = self.lease
-        claim = None if lease is None else {
-            "claim_id": lease.claim_id,
-            "owner_id": lease.owner_id,
-            "lease_token": lease.lease_token,
-            "fencing_token": self.fencing_counter,
-            "claimed_at_epoch_ms": lease.claimed_at_ms,
-            "expires_at_epoch_ms": lease.expires_at_ms,
-        }
+        claim = None if self.lease is None else self.lease.to_wire(fencing_token=self.fencing_counter)
         return {"batch": self.batch.to_wire(), "state": self.state, "claim": claim,
                 "fencing_counter": self.fencing_counter}
 

@@ -19,7 +19,7 @@ from .options import (
     StrictOpt,
     open_queue,
     option_duration,
-    option_nonnegative,
+    option_u64,
     read_arg_text,
     validate_wire,
 )
@@ -48,7 +48,7 @@ def claim(
     lock_timeout: LockTimeoutOpt = "10s",
 ) -> None:
     """Claim the ready work at a boundary (exit 3 when there is none)."""
-    option_nonnegative(max_batches, "--max-batches")
+    option_u64(max_batches, "--max-batches")
     if owner is not None and not owner:
         raise InvalidInput("--owner: the owner id is empty")
     queue = open_queue(store, now, lock_timeout)

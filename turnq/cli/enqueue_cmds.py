@@ -23,7 +23,7 @@ from .options import (
     check_single_stdin,
     open_queue,
     option_duration,
-    option_nonnegative,
+    option_u64,
     option_time,
     parse_merge,
     parse_wire,
@@ -216,7 +216,7 @@ def wake(
     lock_timeout: LockTimeoutOpt = "10s",
 ) -> None:
     """Enqueue a process wake (exclusive, earliest safe boundary; one batch per process event)."""
-    option_nonnegative(sequence, "--sequence")
+    option_u64(sequence, "--sequence")
     if delay is not None and available_at is not None:
         raise InvalidInput("--delay cannot be combined with --available-at")
     queue = open_queue(store, now, lock_timeout)
@@ -265,7 +265,7 @@ def refresh_tools(
 ) -> None:
     """Enqueue a refresh_tool_surface command (after the current turn commits, exclusive)."""
     _check_key(idempotency_key)
-    option_nonnegative(expected_generation, "--expected-generation")
+    option_u64(expected_generation, "--expected-generation")
     result = open_queue(store, now, lock_timeout).refresh_tools(
         session, reason, expected_generation=expected_generation, idempotency_key=idempotency_key, strict=strict)
     _report_command(result, json_out)

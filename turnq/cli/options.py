@@ -14,7 +14,7 @@ import typer
 
 from .. import models
 from ..api import Queue
-from ..clock import parse_duration, parse_time
+from ..clock import U64_MAX, parse_duration, parse_time
 from ..errors import InvalidInput
 from . import output
 
@@ -58,9 +58,10 @@ def option_duration(value: str, option: str) -> int:
         raise _named(option, err) from None
 
 
-def option_nonnegative(value: int | None, option: str) -> None:
-    if value is not None and value < 0:
-        raise InvalidInput(f"{option}: must be 0 or more, got {value}")
+def option_u64(value: int | None, option: str) -> None:
+    """Integers on the wire are unsigned 64-bit."""
+    if value is not None and not 0 <= value <= U64_MAX:
+        raise InvalidInput(f"{option}: must be from 0 to {U64_MAX}, got {value}")
 
 
 def read_arg_text(value: str, option: str) -> str:

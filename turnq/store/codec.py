@@ -129,14 +129,7 @@ def _line(record: dict[str, Any]) -> str:
 
 
 def _batch_record(stored: StoredBatch) -> dict[str, Any]:
-    lease = stored.lease
-    claim = None if lease is None else {
-        "claim_id": lease.claim_id,
-        "owner_id": lease.owner_id,
-        "lease_token": lease.lease_token,
-        "claimed_at_epoch_ms": lease.claimed_at_ms,
-        "expires_at_epoch_ms": lease.expires_at_ms,
-    }
+    claim = None if stored.lease is None else stored.lease.to_wire()
     return {"batch": stored.batch.to_wire(), "fencing_counter": stored.fencing, "claim": claim}
 
 
