@@ -33,11 +33,18 @@ from .views import BatchView, Overview, SessionView
 
 STATE_STYLE = {"ready": "green", "delayed": "yellow", "held": "cyan", "lease_expired": "red"}
 DELIVERY_SHORT = {"earliest_safe_boundary": "earliest", "after_current_turn_commit": "after commit"}
+BOUNDARY_SHORT = {"idle": "idle", "active_turn_checkpoint": "a checkpoint"}
 BOUNDARY_TITLE = {"idle": "idle boundary", "active_turn_checkpoint": "active-turn checkpoint"}
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich would exit 1 on its own; let the CLI's one error map decide.
+        raise BrokenPipeError
+
+
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    return _Console(highlight=False, soft_wrap=False)
 
 
 # ----------------------------------------------------------------- small pieces
@@ -118,8 +125,8 @@ WIDE = 180  # from this many columns on, ids are shown whole and policies one pe
 
 
 def short_id(batch_id: str, console: Console) -> str:
-    """`qwb:` + 12 hex digits in a narrow terminal; any unique prefix works in commands."""
-    return batch_id if console.width >= WIDE else batch_id[:16] + "…"
+    """`qwb:` + 10 hex digits in a narrow terminal; any unique prefix works in commands."""
+    return batch_id if console.width >= WIDE else batch_id[:14] + "…"
 
 
 def batch_table(console: Console, views: list[BatchView] | list[QueuedWorkBatch], now_ms: int | None = None,
@@ -131,7 +138,7 @@ def batch_table(console: Console, views: list[BatchView] | list[QueuedWorkBatch]
                   "ids shortened: a unique prefix works in commands; --json shows them whole",
                   caption_justify="left")
     table.add_column("seq", justify="right")
-    table.add_column("batch", no_wrap=wide, overflow="fold", min_width=17)
+    table.add_column("batch", no_wrap=wide, overflow="fold")
     if wide:
         table.add_column("source key", overflow="fold")
         for name in ("delivery", "slot", "merge"):
@@ -140,7 +147,8 @@ def batch_table(console: Console, views: list[BatchView] | list[QueuedWorkBatch]
         table.add_column("policy", overflow="fold")
     if now_ms is not None:
         table.add_column("state", overflow="fold")
-        table.add_column("fence", justify="right")
+        if wide:
+            table.add_column("fence", justify="right")
     table.add_column("items", overflow="fold")
     for entry in views:
         batch = entry.batch if isinstance(entry, BatchView) else entry
@@ -152,7 +160,11 @@ def batch_table(console: Console, views: list[BatchView] | list[QueuedWorkBatch]
         else:
             row.append(_policy(batch))
         if now_ms is not None and isinstance(entry, BatchView):
-            row += [state_text(entry, now_ms, wide=wide), str(entry.fencing_counter)]
+            state = state_text(entry, now_ms, wide=wide)
+            if wide:
+                row += [state, str(entry.fencing_counter)]
+            else:  # one column less: the fencing counter goes under the state
+                row.append(Text.assemble(state, Text(f"\nfence {entry.fencing_counter}", style="dim")))
         row.append(item_summary(batch))
         table.add_row(*row)
     return table
@@ -197,15 +209,15 @@ def claim(made: QueuedWorkClaim | None, session: str, boundary: str, *, dry_run:
         console.print(f"Nothing to claim in session [bold]{session}[/bold] at the {BOUNDARY_TITLE[boundary]}: "
                       f"{why}. See 'turnq inspect {session}'.")
         return
-    title = "Would claim (dry run, nothing written)" if dry_run else "Claimed"
+    title = "Would claim (dry run)" if dry_run else "Claimed"
     header = _fields_grid()
     header.add_row("claim id", made.claim_id)
     header.add_row("owner", made.owner_id)
     header.add_row("fencing token", str(made.fencing_token))
     header.add_row("lease token", made.lease_token)
     header.add_row("expires", f"{when(made.expires_at_epoch_ms, made.claimed_at_epoch_ms)}")
-    console.print(Panel(header, title=f"{title}: {len(made.batches)} batch(es) from {session} at the "
-                        f"{BOUNDARY_TITLE[boundary]}", title_align="left", expand=False))
+    console.print(Panel(header, title=f"{title}: {len(made.batches)} batch(es) from {session} at "
+                        f"{BOUNDARY_SHORT[boundary]}", title_align="left", expand=False))
     console.print(batch_table(console, made.batches))
     console.print(work_panel(materialize(made.batches, boundary), boundary))
 

@@ -41,6 +41,9 @@ class TurnqGroup(TyperGroup):
         except KeyboardInterrupt:
             sys.stderr.write("\n")
             code = 130
+        except BrokenPipeError:  # `turnq inspect | head`: the reader left; stop quietly, as Unix tools do
+            _silence_stdout()
+            code = 141
         except typer.TyperException as err:  # click's usage errors, vendored by Typer
             code = _usage_error(err, json_mode)
         except Exception:  # a bug: show everything that helps to fix it
@@ -50,6 +53,19 @@ class TurnqGroup(TyperGroup):
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (e.g. under CliRunner)
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _usage_error(err: Any, json_mode: bool) -> int:

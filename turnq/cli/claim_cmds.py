@@ -53,6 +53,8 @@ def claim(
         raise InvalidInput("--owner: the owner id is empty")
     queue = open_queue(store, now, lock_timeout)
     exact = [queue.resolve_batch_id(session, b) for b in batch] if batch else None
+    if exact and len(set(exact)) != len(exact):
+        raise InvalidInput("--batch: the same batch is named twice")
     made = queue.claim(session, owner=owner, boundary=boundary, ttl_ms=option_duration(ttl, "--ttl"),
                        max_batches=max_batches, batch_ids=exact, dry_run=dry_run)
     if json_out:

@@ -186,11 +186,11 @@ def _note_replay(result: EnqueueResult) -> None:
     batch = result.batch
     if result.outcome == "replayed":
         output.note(f"source key {batch.source_key!r} is already queued as batch {batch.batch_id} "
-                    f"(seq {batch.enqueue_seq}); nothing was written")
+                    f"(seq {batch.enqueue_seq}); this draft added nothing")
     elif result.outcome == "replayed_tombstone" and result.tombstone is not None:
         tomb = result.tombstone
         output.note(f"source key {batch.source_key!r}: this work was already {tomb.outcome} at "
-                    f"{format_time(tomb.settled_at_ms)} (batch {batch.batch_id}); nothing was enqueued "
+                    f"{format_time(tomb.settled_at_ms)} (batch {batch.batch_id}); this draft added nothing "
                     "('turnq vacuum' frees the key)")
     if result.payloads_differ:
         output.warn(f"source key {batch.source_key!r}: the payloads given differ from the stored ones; "
