@@ -262,3 +262,16 @@ def test_concurrent_writers_each_get_their_own_sequence_number(env, tmp_path):
     assert sorted(batch["enqueue_seq"] for batch in printed) == list(range(1, 13))
     view = json.loads(turnq(env, "inspect", "s", "--json").stdout)
     assert sorted(v["batch"]["batch_id"] for v in view["batches"]) == sorted(b["batch_id"] for b in printed)
+
+
+@needs_script
+@needs_bash
+def test_a_reader_leaving_early_ends_turnq_quietly_with_141(env, tmp_path, store_path):
+    from turnq import Queue
+
+    queue = Queue(store_path, now=NOW)
+    for i in range(40):  # enough output that `head` leaves before turnq has written it all
+        queue.enqueue_text("s", f"message {i}")
+    result = shell(env, "set -o pipefail; turnq inspect s | head -n 1 >/dev/null; echo ${PIPESTATUS[0]}", tmp_path)
+    assert result.stdout.strip() == "141"
+    assert result.stderr == ""  # no traceback, no "Exception ignored" from the last flush
