@@ -40,3 +40,35 @@ def test_readme_mentions_every_command() -> None:
     for name in get_command(app).commands:  # type: ignore[attr-defined]
         # `turnq complete|renew|abandon` names three commands in one row
         assert re.search(rf"turnq [a-z\\|-]*\b{re.escape(name)}\b", readme), name
+
+
+def _session_block() -> list[tuple[str, str]]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## A session", 1)[1]
+    block = section.split("```text\n", 1)[1].split("\n```", 1)[0]
+    steps: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        else:
+            steps[-1][1].append(line)
+    return [(command, "\n".join(lines)) for command, lines in steps]
+
+
+def test_the_readme_session_is_real_output(tmp_path) -> None:
+    """Each command of "A session" run in order prints what the README shows."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNQ_")}
+    env.update(TURNQ_NOW="2026-01-01T00:00:00Z", COLUMNS="90",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    steps = _session_block()
+    assert [c.split()[1] for c, _ in steps][:4] == ["enqueue", "enqueue", "wake", "inspect"]
+    for command, shown in steps:
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=60)
+        printed = result.stderr + result.stdout  # as a terminal shows them: the notes come first
+        assert [line.rstrip() for line in printed.splitlines()] == [line.rstrip() for line in shown.splitlines()], \
+            command
