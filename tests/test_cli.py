@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import NOW
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from conftest import NOW
 from turnq.cli import app
 
 RUNNER = CliRunner()

@@ -5,9 +5,16 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import NOW
-from turnq.clock import FixedClock, SystemClock, format_duration, format_time, parse_duration, parse_time
+
+from turnq.clock import (
+    FixedClock,
+    SystemClock,
+    format_duration,
+    format_time,
+    parse_duration,
+    parse_time,
+)
 from turnq.errors import InvalidInput
 
 U64_MAX = 2**64 - 1

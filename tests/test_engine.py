@@ -14,7 +14,14 @@ import pytest
 from turnq import engine
 from turnq.api import make_draft
 from turnq.engine import ClaimRef
-from turnq.errors import BatchHeld, ExitStatus, InvalidInput, LeaseLost, NotFound, SourceKeyConflict
+from turnq.errors import (
+    BatchHeld,
+    ExitStatus,
+    InvalidInput,
+    LeaseLost,
+    NotFound,
+    SourceKeyConflict,
+)
 from turnq.models import (
     ProcessWakeDelivery,
     QueuedWorkBatchDraft,

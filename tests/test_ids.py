@@ -10,8 +10,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-
 from conftest import NOW
+
 from turnq import ids
 
 # (text, Rust's format!("{:?}", text))

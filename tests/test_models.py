@@ -8,9 +8,9 @@ import re
 from typing import Any
 
 import pytest
+from conftest import DATA_DIR, SHARED_SPEC_DIR, spec_vectors
 from pydantic import ValidationError
 
-from conftest import DATA_DIR, SHARED_SPEC_DIR, spec_vectors
 from turnq import models as m
 from turnq import wirejson
 from turnq.errors import InvalidInput

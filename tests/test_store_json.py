@@ -17,8 +17,7 @@ from turnq import Queue, engine
 from turnq.clock import FixedClock
 from turnq.errors import ExitStatus, StoreBusy, StoreUnreadable, StoreUnwritable
 from turnq.state import QueueState
-from turnq.store import JsonFileStore, open_store
-from turnq.store import codec
+from turnq.store import JsonFileStore, codec, open_store
 
 NOW = 1767225600000
 

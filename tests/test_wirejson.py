@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from turnq import wirejson
 from turnq.wirejson import JsonObject, dumps, loads, ryu_float
 
 # Known outputs of serde_json (ryu) for f64 values.

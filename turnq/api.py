@@ -18,10 +18,10 @@ from .clock import Clock, FixedClock, SystemClock, parse_time
 from .engine import ClaimRef, EnqueueResult
 from .errors import InvalidInput
 from .models import (
-    U64_MAX,
-    SLOT_POLICIES,
     BOUNDARIES,
     DELIVERY_POLICIES,
+    SLOT_POLICIES,
+    U64_MAX,
     ProcessWakeDelivery,
     QueuedWorkBatch,
     QueuedWorkBatchDraft,

@@ -12,7 +12,7 @@ it (the CLI warns) or refuses it (`strict`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -24,15 +24,14 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_serializer,
-    field_validator,
     model_serializer,
     model_validator,
 )
 
 from . import wirejson
+from .clock import U64_MAX
 from .errors import InvalidInput
 
-U64_MAX = 2**64 - 1
 I64_MIN = -(2**63)
 
 U64 = Annotated[int, Field(ge=0, le=U64_MAX)]
@@ -549,8 +548,6 @@ class AcceptedInjectedTurnInput(WireModel):
 
 
 # --------------------------------------------------------------------------- parsing
-
-M = TypeVar("M")
 
 #: The wire types by the names spec/vectors.jsonl uses.
 WIRE_TYPES: dict[str, Any] = {

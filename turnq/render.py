@@ -252,17 +252,17 @@ def vacuumed(removed: list[Tombstone]) -> None:
         console.print("No tombstone to drop.")
         return
     console.print(f"[bold]Dropped {len(removed)} tombstone(s)[/bold]; their source keys are free again.")
-    console.print(tombstone_table(removed))
+    console.print(tombstone_table(console, removed))
 
 
-def tombstone_table(tombstones: list[Tombstone], title: str | None = None) -> Table:
+def tombstone_table(console: Console, tombstones: list[Tombstone], title: str | None = None) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
     table.add_column("source key", overflow="fold")
     table.add_column("batch", overflow="fold")
     table.add_column("outcome")
     table.add_column("settled")
     for tomb in tombstones:
-        table.add_row(tomb.source_key, tomb.batch_id, tomb.outcome, format_time(tomb.settled_at_ms))
+        table.add_row(tomb.source_key, short_id(tomb.batch_id, console), tomb.outcome, format_time(tomb.settled_at_ms))
     return table
 
 
@@ -347,7 +347,7 @@ def session(shown: SessionView) -> None:
         if work is not None:
             console.print(work_panel(work, boundary))
     if shown.tombstone_list is not None:
-        console.print(tombstone_table(shown.tombstone_list, title="Tombstones") if shown.tombstone_list
+        console.print(tombstone_table(console, shown.tombstone_list, title="Tombstones") if shown.tombstone_list
                       else "No tombstones.")
 
 

@@ -17,7 +17,13 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..errors import StoreUnreadable
-from ..models import U64, QueuedWorkBatch, WireContext, WireModel, describe_validation_error
+from ..models import (
+    U64,
+    QueuedWorkBatch,
+    WireContext,
+    WireModel,
+    describe_validation_error,
+)
 from ..state import Lease, QueueState, StoredBatch, StoredTombstone
 
 FORMAT = "turnq-store"
