@@ -69,7 +69,7 @@ class Queue:
         """Enqueue one draft. `delay_ms` sets `available_at_ms` to the operation's now + delay."""
         if delay_ms is None:
             return self.enqueue_many([draft], strict=strict)[0]
-        with self.store.transaction() as state:
+        with self.store.transaction(draft.session_id) as state:
             now = self.clock.now_ms()
             if now + delay_ms > U64_MAX:
                 raise InvalidInput(f"a delay of {delay_ms} ms is out of range")
@@ -79,7 +79,8 @@ class Queue:
     def enqueue_many(self, drafts: Iterable[QueuedWorkBatchDraft], *, strict: bool = False) -> list[EnqueueResult]:
         """Enqueue several drafts in one transaction: all are stored, or none."""
         drafts = list(drafts)
-        with self.store.transaction() as state:
+        sessions = {draft.session_id for draft in drafts}
+        with self.store.transaction(sessions.pop() if len(sessions) == 1 else None) as state:
             now = self.clock.now_ms()
             return [engine.enqueue(state, draft, now, strict=strict) for draft in drafts]
 
@@ -99,7 +100,7 @@ class Queue:
         """Enqueue a process wake built as the CLI builds it (spec/cli.md, `turnq wake`)."""
         _check_session(session_id)
         wake_id = wake_id if wake_id is not None else f"{process_id}:{sequence}"
-        with self.store.transaction() as state:
+        with self.store.transaction(session_id) as state:
             now = self.clock.now_ms()
             wake = validate(ProcessWakeDelivery, {
                 "wake_id": wake_id,
@@ -139,7 +140,7 @@ class Queue:
 
     def _session_command(self, session_id: str, command: Any, key: str | None, strict: bool) -> EnqueueResult:
         _check_session(session_id)
-        with self.store.transaction() as state:
+        with self.store.transaction(session_id) as state:
             now = self.clock.now_ms()
             if key is None:
                 key = self._idempotency_key(command.kind, session_id, command.reason, now)
@@ -159,57 +160,60 @@ class Queue:
         if max_batches < 0:
             raise InvalidInput("max batches must be 0 or more")
         if dry_run:
-            state = self.store.read()
+            state = self.store.read(session_id)
             return engine.claim(state, session_id, owner, boundary, ttl_ms, self.clock.now_ms(),
                                 max_batches=max_batches, batch_ids=batch_ids, dry_run=True)
-        with self.store.transaction() as state:
+        with self.store.transaction(session_id) as state:
             return engine.claim(state, session_id, owner, boundary, ttl_ms, self.clock.now_ms(),
                                 max_batches=max_batches, batch_ids=batch_ids)
 
     def renew(self, claim: ClaimLike, *, ttl_ms: int = engine.DEFAULT_TTL_MS) -> QueuedWorkClaim:
-        with self.store.transaction() as state:
-            return engine.renew(state, ClaimRef.of(claim), ttl_ms, self.clock.now_ms())
+        ref = ClaimRef.of(claim)
+        with self.store.transaction(ref.session_id) as state:
+            return engine.renew(state, ref, ttl_ms, self.clock.now_ms())
 
     def abandon(self, claim: ClaimLike) -> list[str]:
         """Release the claim's batches that still carry it; returns their ids (maybe none)."""
-        with self.store.transaction() as state:
-            return engine.abandon(state, ClaimRef.of(claim))
+        ref = ClaimRef.of(claim)
+        with self.store.transaction(ref.session_id) as state:
+            return engine.abandon(state, ref)
 
     def complete(self, claim: ClaimLike) -> QueuedWorkCompletion:
-        with self.store.transaction() as state:
-            return engine.complete(state, ClaimRef.of(claim), self.clock.now_ms())
+        ref = ClaimRef.of(claim)
+        with self.store.transaction(ref.session_id) as state:
+            return engine.complete(state, ref, self.clock.now_ms())
 
     def cancel(self, session_id: str, batch_id: str) -> QueuedWorkBatch:
-        with self.store.transaction() as state:
+        with self.store.transaction(session_id) as state:
             return engine.cancel(state, session_id, batch_id, self.clock.now_ms())
 
     def vacuum(self, session_id: str | None = None, *, older_than_ms: int | None = None) -> list[Tombstone]:
-        with self.store.transaction() as state:
+        with self.store.transaction(session_id) as state:
             return engine.vacuum(state, session_id, older_than_ms, self.clock.now_ms())
 
     # ----------------------------------------------------------------- reading
 
     def list(self, session_id: str) -> list[QueuedWorkBatch]:
-        return engine.list_batches(self.store.read(), session_id)
+        return engine.list_batches(self.store.read(session_id), session_id)
 
     def pending(self, session_id: str) -> list[QueuedWorkBatch]:
-        return engine.pending(self.store.read(), session_id, self.clock.now_ms())
+        return engine.pending(self.store.read(session_id), session_id, self.clock.now_ms())
 
     def tombstones(self, session_id: str) -> list[Tombstone]:
-        return [t.summary() for t in self.store.read().session_tombstones(session_id)]
+        return [t.summary() for t in self.store.read(session_id).session_tombstones(session_id)]
 
     def resolve_batch_id(self, session_id: str, text: str) -> str:
         """The full id of a batch named by a unique prefix (see engine.resolve_batch_id)."""
-        return engine.resolve_batch_id(self.store.read(), session_id, text)
+        return engine.resolve_batch_id(self.store.read(session_id), session_id, text)
 
     def batch(self, session_id: str, batch_id: str) -> views.BatchView:
-        return views.batch_view(self.store.read(), session_id, batch_id, self.clock.now_ms())
+        return views.batch_view(self.store.read(session_id), session_id, batch_id, self.clock.now_ms())
 
     def overview(self) -> views.Overview:
         return views.overview(self.store.read(), self.clock.now_ms())
 
     def inspect(self, session_id: str, *, pending: bool = False, tombstones: bool = False) -> views.SessionView:
-        return views.session_view(self.store.read(), session_id, self.clock.now_ms(), pending=pending,
+        return views.session_view(self.store.read(session_id), session_id, self.clock.now_ms(), pending=pending,
                                   tombstones=tombstones)
 
 

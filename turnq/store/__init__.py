@@ -6,8 +6,9 @@ from pathlib import Path
 
 from .base import Store
 from .jsonfile import JsonFileStore
+from .memory import MemoryStore
 
-__all__ = ["Store", "JsonFileStore", "open_store"]
+__all__ = ["Store", "JsonFileStore", "MemoryStore", "open_store"]
 
 
 def open_store(location: "str | Path | Store", *, lock_timeout_ms: int = 10_000) -> Store:

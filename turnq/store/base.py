@@ -18,11 +18,14 @@ class Store(ABC):
     location: str
 
     @abstractmethod
-    def read(self) -> QueueState:
-        """A consistent snapshot for reading. Never writes, never creates anything."""
+    def read(self, session_id: str | None = None) -> QueueState:
+        """A consistent snapshot for reading. Never writes, never creates anything.
+
+        With `session_id`, the state needs to hold only that session (and the
+        store-wide sequence): a database backend loads just its rows. None: everything."""
 
     @abstractmethod
-    def transaction(self) -> AbstractContextManager[QueueState]:
-        """Exclusive access: yields the current state; when the block ends without an
-        exception and the state says it changed, the new state is saved atomically.
-        Raises StoreBusy when exclusive access cannot be had in time."""
+    def transaction(self, session_id: str | None = None) -> AbstractContextManager[QueueState]:
+        """Exclusive access: yields the current state (scoped as for `read`); when the
+        block ends without an exception and the state says it changed, the new state
+        is saved atomically. Raises StoreBusy when exclusive access cannot be had in time."""

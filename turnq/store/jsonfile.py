@@ -35,7 +35,8 @@ class JsonFileStore(Store):
 
     # ----------------------------------------------------------------- reading
 
-    def read(self) -> QueueState:
+    def read(self, session_id: str | None = None) -> QueueState:
+        # One file holds every session, and a write rewrites it whole: the scope is moot here.
         text = self._read_text()
         if text is None:
             return QueueState()
@@ -67,7 +68,7 @@ class JsonFileStore(Store):
     # ----------------------------------------------------------------- writing
 
     @contextmanager
-    def transaction(self) -> Iterator[QueueState]:
+    def transaction(self, session_id: str | None = None) -> Iterator[QueueState]:
         with self._locked():
             state = self.read()
             yield state
