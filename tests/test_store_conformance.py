@@ -119,3 +119,18 @@ def test_backends_give_identical_results(tmp_path):
                 repr(q.overview().to_wire())]
         outputs.append(out)
     assert outputs[0] == outputs[1]
+
+
+def test_enqueue_wake_queues_a_ready_made_delivery_once(q):
+    from turnq.models import ProcessWakeDelivery
+
+    wake = ProcessWakeDelivery(wake_id="w1", target_session_id="s", target_scope_id="session:s", process_id="p",
+                               sequence=4, dedupe_key="w1", input="done", created_at_ms=NOW)
+    first = q.enqueue_wake(wake, available_at_ms=NOW + 10)
+    assert first.outcome == "enqueued"
+    assert first.batch.source_key == "process:p:event:4:wake"
+    assert (first.batch.delivery_policy, first.batch.slot_policy) == ("earliest_safe_boundary", "exclusive")
+    assert first.batch.available_at_ms == NOW + 10
+    later = wake.model_copy(update={"created_at_ms": NOW + 5})
+    again = q.enqueue_wake(later)
+    assert again.outcome == "replayed" and not again.payloads_differ  # created_at_ms is no difference
