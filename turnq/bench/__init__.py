@@ -1,0 +1,1 @@
+"""turnq's benchmarks: `python -m turnq.bench` (see README, "Performance")."""
