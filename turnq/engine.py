@@ -27,6 +27,7 @@ from .models import (
     SessionCommandPayload,
     SessionCommandReceipt,
     Tombstone,
+    construct,
     dump,
 )
 from .state import Lease, QueueState, StoredBatch, StoredTombstone
@@ -69,18 +70,21 @@ def enqueue(state: QueueState, draft: QueuedWorkBatchDraft, now_ms: int, *, stri
         return replay
     seq = state.next_seq
     batch_id = ids.batch_id(draft.session_id, draft.source_key, now_ms, seq)
-    batch = QueuedWorkBatch(
-        batch_id=batch_id,
-        session_id=draft.session_id,
-        enqueue_seq=seq,
-        source_key=draft.source_key,
-        delivery_policy=draft.delivery_policy,
-        slot_policy=draft.slot_policy,
-        merge_key=draft.merge_key,
-        available_at_ms=draft.available_at_ms,
-        enqueued_at_ms=now_ms,
-        items=[QueuedWorkItem(item_id=ids.item_id(batch_id, i), payload=p) for i, p in enumerate(draft.payloads)],
-    )
+    # Every value is valid already (a validated draft, turnq's ids): built without pydantic's
+    # validation, whose validator for the batch shapes costs more to build than the operation.
+    batch = construct(QueuedWorkBatch, {
+        "batch_id": batch_id,
+        "session_id": draft.session_id,
+        "enqueue_seq": seq,
+        "source_key": draft.source_key,
+        "delivery_policy": draft.delivery_policy,
+        "slot_policy": draft.slot_policy,
+        "merge_key": draft.merge_key,
+        "available_at_ms": draft.available_at_ms,
+        "enqueued_at_ms": now_ms,
+        "items": [construct(QueuedWorkItem, {"item_id": ids.item_id(batch_id, i), "payload": p})
+                  for i, p in enumerate(draft.payloads)],
+    })
     state.next_seq = seq + 1
     state.add(StoredBatch(batch))
     return EnqueueResult(batch, "enqueued")
@@ -134,35 +138,40 @@ def _comparable(payload: Any) -> Any:
 
 def session_command_draft(session_id: str, command: Any, idempotency_key: str) -> QueuedWorkBatchDraft:
     """The draft of reset-session / refresh-tools (spec/semantics.md, *Session commands*)."""
+    if type(session_id) is not str or type(idempotency_key) is not str:
+        raise InvalidInput("the session id and the idempotency key must be strings")
     if not idempotency_key.strip():
         raise InvalidInput("the idempotency key is blank")
-    return QueuedWorkBatchDraft(
-        session_id=session_id,
-        source_key=ids.command_source_key(command.kind, idempotency_key),
-        delivery_policy="after_current_turn_commit",
-        slot_policy="exclusive",
-        merge_key="never",
-        available_at_ms=0,
-        payloads=[SessionCommandPayload(command=command)],
-    )
+    return construct(QueuedWorkBatchDraft, {
+        "session_id": session_id,
+        "source_key": ids.command_source_key(command.kind, idempotency_key),
+        "delivery_policy": "after_current_turn_commit",
+        "slot_policy": "exclusive",
+        "merge_key": "never",
+        "available_at_ms": 0,
+        "payloads": [construct(SessionCommandPayload, {"type": "session_command", "command": command})],
+    })
 
 
 def receipt(batch: QueuedWorkBatch) -> SessionCommandReceipt:
     assert batch.source_key is not None
-    return SessionCommandReceipt(session_id=batch.session_id, batch_id=batch.batch_id, source_key=batch.source_key)
+    return construct(SessionCommandReceipt, {"session_id": batch.session_id, "batch_id": batch.batch_id,
+                                             "source_key": batch.source_key})
 
 
 def wake_draft(wake: ProcessWakeDelivery, available_at_ms: int = 0) -> QueuedWorkBatchDraft:
     """The draft of a process wake (spec/semantics.md, *Process wakes*)."""
-    return QueuedWorkBatchDraft(
-        session_id=wake.target_session_id,
-        source_key=ids.wake_source_key(wake.process_id, wake.sequence),
-        delivery_policy="earliest_safe_boundary",
-        slot_policy="exclusive",
-        merge_key="never",
-        available_at_ms=available_at_ms,
-        payloads=[ProcessWakePayload(wake=wake)],
-    )
+    if type(available_at_ms) is not int or not 0 <= available_at_ms <= U64_MAX:
+        raise InvalidInput(f"available_at_ms {available_at_ms!r} is out of range")
+    return construct(QueuedWorkBatchDraft, {
+        "session_id": wake.target_session_id,
+        "source_key": ids.wake_source_key(wake.process_id, wake.sequence),
+        "delivery_policy": "earliest_safe_boundary",
+        "slot_policy": "exclusive",
+        "merge_key": "never",
+        "available_at_ms": available_at_ms,
+        "payloads": [construct(ProcessWakePayload, {"type": "process_wake", "wake": wake})],
+    })
 
 
 # --------------------------------------------------------------------------- claim
@@ -214,6 +223,8 @@ def claim(state: QueueState, session_id: str, owner_id: str, boundary: str, ttl_
     check_ttl(ttl_ms, now_ms)
     if not owner_id:
         raise InvalidInput("the owner id is empty")
+    if type(owner_id) is not str:
+        raise InvalidInput(f"the owner id must be a string, got {type(owner_id).__name__}")
     if batch_ids is not None:
         run = _plan_exact(state, session_id, boundary, batch_ids, now_ms)
     else:
@@ -254,16 +265,16 @@ def check_ttl(ttl_ms: int, now_ms: int) -> None:
 
 
 def claim_of(session_id: str, lease: Lease, fencing: int, batches: list[StoredBatch]) -> QueuedWorkClaim:
-    return QueuedWorkClaim(
-        session_id=session_id,
-        claim_id=lease.claim_id,
-        owner_id=lease.owner_id,
-        lease_token=lease.lease_token,
-        fencing_token=fencing,
-        claimed_at_epoch_ms=lease.claimed_at_ms,
-        expires_at_epoch_ms=lease.expires_at_ms,
-        batches=[stored.batch for stored in batches],
-    )
+    return construct(QueuedWorkClaim, {
+        "session_id": session_id,
+        "claim_id": lease.claim_id,
+        "owner_id": lease.owner_id,
+        "lease_token": lease.lease_token,
+        "fencing_token": fencing,
+        "claimed_at_epoch_ms": lease.claimed_at_ms,
+        "expires_at_epoch_ms": lease.expires_at_ms,
+        "batches": [stored.batch for stored in batches],
+    })
 
 
 # --------------------------------------------------------------------------- settle a claim
@@ -345,12 +356,12 @@ def complete(state: QueueState, ref: ClaimRef, now_ms: int) -> QueuedWorkComplet
         extra = next(stored.batch_id for stored in carriers if stored.batch_id not in named)
         raise _lost(ref, f"the completion leaves out batch {extra}, which the claim holds")
     _settle(state, ref.session_id, batches, "completed", now_ms)
-    return QueuedWorkCompletion(
-        session_id=ref.session_id,
-        claim_id=ref.claim_id,
-        lease_token=ref.lease_token,
-        batch_ids=[stored.batch_id for stored in batches],
-    )
+    return construct(QueuedWorkCompletion, {
+        "session_id": ref.session_id,
+        "claim_id": ref.claim_id,
+        "lease_token": ref.lease_token,
+        "batch_ids": [stored.batch_id for stored in batches],
+    })
 
 
 def cancel(state: QueueState, session_id: str, batch_id: str, now_ms: int) -> QueuedWorkBatch:

@@ -8,11 +8,11 @@ keys in the reference's order, omitted-when-absent fields left out.
 Unknown keys are dropped as the reference drops them, but never silently: each
 one is reported to the `WireContext` passed to validation, which either records
 it (the CLI warns) or refuses it (`strict`).
+(No `from __future__ import annotations` here: pydantic would have to evaluate every
+field's annotation from a string, which is a good part of this module's import time.)
 """
 
-from __future__ import annotations
-
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 from pydantic import (
     BaseModel,
@@ -59,11 +59,13 @@ def _quote(key: str) -> str:
 
 # --------------------------------------------------------------------------- base
 
+WireModelT = TypeVar("WireModelT", bound="WireModel")
+
 
 class WireModel(BaseModel):
     """Base of all wire shapes: strict types, serde's key rules, omit-when-absent output."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, defer_build=True)
 
     # Fields whose default is None are "omitted when absent": never written as null.
     _omit_if_none: ClassVar[frozenset[str]] = frozenset()
@@ -112,12 +114,57 @@ class WireModel(BaseModel):
         return f"{union[0]}({tag})"
 
     def to_wire(self) -> dict[str, Any]:
-        """The reference's JSON shape as Python data."""
-        return self.model_dump(mode="python")
+        """The reference's JSON shape as Python data.
+
+        Written by hand (the same result as `model_dump(mode="python")` with the serialisers
+        above, which tests/test_fastpath.py checks on every spec vector), so that writing a
+        model never builds its pydantic serialiser: that costs more than a CLI command's work."""
+        data: dict[str, Any] = {}
+        values = self.__dict__
+        omit = self._omit_if_none
+        for name in type(self).__pydantic_fields__:
+            value = values[name]
+            if value is None:
+                if name not in omit:
+                    data[name] = None
+            else:
+                data[name] = _wire(value)
+        return data
 
     def to_wire_json(self) -> str:
         """The reference's JSON text (compact)."""
         return wirejson.dumps(self.to_wire())
+
+
+def _wire(value: Any) -> Any:
+    """Wire data of a field's value (see `WireModel.to_wire`)."""
+    if isinstance(value, WireModel):
+        return value.to_wire()
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or kind is float:
+        return value
+    if isinstance(value, list):
+        return [_wire(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _wire(item) for key, item in value.items()}
+    if isinstance(value, (bytes, bytearray)):  # Bytes: a list of integers
+        return list(value)
+    return value
+
+
+def construct(cls: type[WireModelT], values: dict[str, Any], fields_set: Any = None) -> WireModelT:
+    """A model from values that are already valid (every field given, in order), without
+    pydantic's validation: what `model_construct` does, minus its per-field work."""
+    model = _new(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values) if fields_set is None else set(fields_set))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
+
+
+_new = object.__new__
+_set = object.__setattr__
 
 
 # Variant class -> (the spec's union name, its tag key), for messages.
@@ -267,6 +314,12 @@ class TurnInput(WireModel):
     def _sorted_blobs(self, blobs: dict[str, bytes]) -> dict[str, list[int]]:
         # A hash map in the reference (arbitrary order): turnq writes it sorted.
         return {key: list(blobs[key]) for key in sorted(blobs)}
+
+    def to_wire(self) -> dict[str, Any]:
+        data = super().to_wire()
+        blobs = self.image_blobs
+        data["image_blobs"] = {key: list(blobs[key]) for key in sorted(blobs)}
+        return data
 
 
 # --------------------------------------------------------------------------- causality
@@ -525,6 +578,12 @@ class PluginMessage(WireModel):
             del data["images"]
         return data
 
+    def to_wire(self) -> dict[str, Any]:
+        data = super().to_wire()
+        if not data["images"]:
+            del data["images"]
+        return data
+
 
 class MessageOrigin(WireModel):
     kind: Literal["process"] = "process"
@@ -585,10 +644,26 @@ def adapter(wire_type: Any) -> Any:
 
 def validate(wire_type: Any, data: Any, context: WireContext | None = None, *, what: str = "input") -> Any:
     """Validate parsed JSON data as `wire_type`; raise `InvalidInput` with a one-line reason."""
+    fast = _fast_validator(wire_type)
+    if fast is not None:
+        from .fastwire import Bail
+
+        try:
+            return fast(data)
+        except Bail:
+            pass  # pydantic decides, and words the error
     try:
         return adapter(wire_type).validate_python(data, context=context or WireContext())
     except ValidationError as err:
         raise InvalidInput(f"{what}: {describe_validation_error(err)}") from None
+
+
+def _fast_validator(wire_type: Any) -> Any:
+    if not isinstance(wire_type, type) or not issubclass(wire_type, WireModel):
+        return None
+    from .fastwire import VALIDATORS
+
+    return VALIDATORS.get(wire_type)
 
 
 def parse(wire_type: Any, text: str | bytes, context: WireContext | None = None, *, what: str = "input") -> Any:

@@ -20,6 +20,14 @@ from ..errors import ExitStatus, TurnqError
 
 
 class TurnqGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        # The registry's order (turnq.cli.MODULES), whichever module happened to load first.
+        from . import COMMANDS, MODULES
+
+        names = super().list_commands(ctx)
+        rank = {module: index for index, module in enumerate(MODULES)}
+        return sorted(names, key=lambda name: rank.get(COMMANDS.get(name, ""), len(rank)))
+
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         ctx = super().make_context(info_name, list(args), parent=parent, **extra)
         # Kept so `enqueue` can recover how --text and --image interleave on the line.
