@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import engine, ids, views
+from . import engine, ids
 from .clock import Clock, FixedClock, SystemClock, parse_time
 from .engine import ClaimRef, EnqueueResult
-from .errors import InvalidInput
+from .errors import InvalidInput, StoreBusy, StoreUnreadable, StoreUnwritable, TurnqError
 from .models import (
     BOUNDARIES,
     DELIVERY_POLICIES,
@@ -32,9 +33,14 @@ from .models import (
     Tombstone,
     validate,
 )
+from .state import QueueState
 from .store import Store, open_store
 
+if TYPE_CHECKING:  # imported by the reading methods that use it (start-up time)
+    from . import views
+
 ClaimLike = QueuedWorkClaim | QueuedWorkCompletion | ClaimRef
+T = TypeVar("T")
 
 
 class Queue:
@@ -47,9 +53,61 @@ class Queue:
     """
 
     def __init__(self, store: str | Path | Store = "turnq.json", *, now: int | str | Clock | None = None,
-                 lock_timeout_ms: int = 10_000) -> None:
-        self.store = open_store(store, lock_timeout_ms=lock_timeout_ms)
+                 lock_timeout_ms: int = 10_000, log_enabled: bool = True,
+                 log_max_entries: int | None = None) -> None:
+        """`log_enabled` / `log_max_entries`: the audit log of a store opened from a path
+        (a `Store` passed in keeps its own options)."""
+        log_options: dict[str, Any] = {"log_enabled": log_enabled}
+        if log_max_entries is not None:
+            log_options["log_max_entries"] = log_max_entries
+        self.store = open_store(store, lock_timeout_ms=lock_timeout_ms, **log_options)
         self.clock = _clock(now)
+
+    # ----------------------------------------------------------------- audit
+
+    def _audited(self, scope: str | None, refusal: dict[str, Any],
+                 action: Callable[[QueueState, int], T]) -> T:
+        """Run `action(state, now)` in one transaction. The action records its own audit
+        entries; if it refuses (LeaseLost, NotFound, ...), the refusal is logged — `refusal`
+        gives its op and fields — the state is left as it was, and the error is raised."""
+        refused: TurnqError | None = None
+        try:
+            with self.store.transaction(scope) as state:
+                now = self.clock.now_ms()
+                try:
+                    result = action(state, now)
+                except (InvalidInput, StoreBusy, StoreUnreadable, StoreUnwritable):
+                    raise  # bad input or a failing store is not a queue event: nothing is logged
+                except TurnqError as err:
+                    state.changed = False  # the engine changes nothing before it refuses; be sure
+                    fields = dict(refusal)
+                    op, session_id = fields.pop("op"), fields.pop("session_id")
+                    batch_ids = fields.pop("batch_ids", [])
+                    state.record(op, now, session_id, batch_ids or [], outcome="refused", reason=err.message,
+                                 **fields)
+                    refused = err
+        except StoreUnwritable:
+            if refused is None:
+                raise
+            # Only the refusal's log entry failed to be written: the refusal is what the caller must hear.
+        if refused is not None:
+            raise refused
+        return result
+
+    def history(self, after_id: int = 0, *, session_id: str | None = None, batch_id: str | None = None,
+                since_ms: int | None = None) -> tuple[list[dict[str, Any]], int]:
+        """The store's audit log: (entries with id above `after_id`, oldest first, only those of
+        `session_id`, naming `batch_id` (an id or a prefix), at or after `since_ms`; the last
+        id read, filtered out or not — the `after_id` of the next poll)."""
+        entries = self.store.read_log(after_id)
+        last_id = entries[-1]["id"] if entries else after_id
+        batch_prefix = None if batch_id is None else batch_id.rstrip("…")
+        shown = [entry for entry in entries
+                 if (session_id is None or entry.get("session_id") == session_id)
+                 and (batch_prefix is None or any(str(b).startswith(batch_prefix)
+                                                  for b in entry.get("batch_ids") or ()))
+                 and (since_ms is None or entry.get("at_ms", 0) >= since_ms)]
+        return shown, last_id
 
     # ----------------------------------------------------------------- defaults
 
@@ -69,20 +127,24 @@ class Queue:
         """Enqueue one draft. `delay_ms` sets `available_at_ms` to the operation's now + delay."""
         if delay_ms is None:
             return self.enqueue_many([draft], strict=strict)[0]
-        with self.store.transaction(draft.session_id) as state:
-            now = self.clock.now_ms()
+
+        def action(state: QueueState, now: int) -> EnqueueResult:
             if now + delay_ms > U64_MAX:
                 raise InvalidInput(f"a delay of {delay_ms} ms is out of range")
             delayed = draft.model_copy(update={"available_at_ms": now + delay_ms})
-            return engine.enqueue(state, delayed, now, strict=strict)
+            return _enqueue_logged(state, delayed, now, strict)
+
+        return self._audited(draft.session_id, _enqueue_refusal(draft), action)
 
     def enqueue_many(self, drafts: Iterable[QueuedWorkBatchDraft], *, strict: bool = False) -> list[EnqueueResult]:
         """Enqueue several drafts in one transaction: all are stored, or none."""
         drafts = list(drafts)
         sessions = {draft.session_id for draft in drafts}
-        with self.store.transaction(sessions.pop() if len(sessions) == 1 else None) as state:
-            now = self.clock.now_ms()
-            return [engine.enqueue(state, draft, now, strict=strict) for draft in drafts]
+        scope = next(iter(sessions)) if len(sessions) == 1 else None
+        refusal = _enqueue_refusal(drafts[0]) if len(drafts) == 1 else {
+            "op": "enqueue", "session_id": scope, "batch_ids": []}
+        return self._audited(scope, refusal, lambda state, now: [
+            _enqueue_logged(state, draft, now, strict) for draft in drafts])
 
     def enqueue_text(self, session_id: str, *texts: str, source_key: str | None = None,
                      delivery_policy: str = "after_current_turn_commit", slot_policy: str = "join",
@@ -100,8 +162,8 @@ class Queue:
         """Enqueue a process wake built as the CLI builds it (spec/cli.md, `turnq wake`)."""
         _check_session(session_id)
         wake_id = wake_id if wake_id is not None else f"{process_id}:{sequence}"
-        with self.store.transaction(session_id) as state:
-            now = self.clock.now_ms()
+
+        def action(state: QueueState, now: int) -> EnqueueResult:
             wake = validate(ProcessWakeDelivery, {
                 "wake_id": wake_id,
                 "target_session_id": session_id,
@@ -119,7 +181,10 @@ class Queue:
                 "created_at_ms": now,
             }, what="wake")
             available = available_at_ms if available_at_ms is not None else (now + delay_ms if delay_ms else 0)
-            return engine.enqueue(state, engine.wake_draft(wake, available), now, strict=strict)
+            return _enqueue_logged(state, engine.wake_draft(wake, available), now, strict, op="wake")
+
+        return self._audited(session_id, {"op": "wake", "session_id": session_id, "batch_ids": [],
+                                          "source_key": f"wake:{wake_id}"}, action)
 
     def enqueue_wake(self, wake: ProcessWakeDelivery, *, available_at_ms: int = 0,
                      strict: bool = False) -> EnqueueResult:
@@ -140,12 +205,14 @@ class Queue:
 
     def _session_command(self, session_id: str, command: Any, key: str | None, strict: bool) -> EnqueueResult:
         _check_session(session_id)
-        with self.store.transaction(session_id) as state:
-            now = self.clock.now_ms()
-            if key is None:
-                key = self._idempotency_key(command.kind, session_id, command.reason, now)
-            draft = engine.session_command_draft(session_id, command, key)
-            return engine.enqueue(state, draft, now, strict=strict)
+
+        def action(state: QueueState, now: int) -> EnqueueResult:
+            idem = key if key is not None else self._idempotency_key(command.kind, session_id, command.reason, now)
+            draft = engine.session_command_draft(session_id, command, idem)
+            return _enqueue_logged(state, draft, now, strict, op=op)
+
+        op = _COMMAND_OPS.get(command.kind, command.kind)
+        return self._audited(session_id, {"op": op, "session_id": session_id, "batch_ids": []}, action)
 
     # ----------------------------------------------------------------- claims
 
@@ -163,33 +230,76 @@ class Queue:
             state = self.store.read(session_id)
             return engine.claim(state, session_id, owner, boundary, ttl_ms, self.clock.now_ms(),
                                 max_batches=max_batches, batch_ids=batch_ids, dry_run=True)
-        with self.store.transaction(session_id) as state:
-            return engine.claim(state, session_id, owner, boundary, ttl_ms, self.clock.now_ms(),
-                                max_batches=max_batches, batch_ids=batch_ids)
+
+        def action(state: QueueState, now: int) -> QueuedWorkClaim | None:
+            claim = engine.claim(state, session_id, owner, boundary, ttl_ms, now, max_batches=max_batches,
+                                 batch_ids=batch_ids)
+            if claim is not None:  # an empty poll changes nothing and is not logged
+                state.record("claim", now, session_id, claim.batch_ids, claim_id=claim.claim_id,
+                             owner_id=claim.owner_id, fencing_token=claim.fencing_token, boundary=boundary,
+                             expires_at_ms=claim.expires_at_epoch_ms)
+            return claim
+
+        return self._audited(session_id, {"op": "claim", "session_id": session_id,
+                                          "batch_ids": list(batch_ids or [])}, action)
 
     def renew(self, claim: ClaimLike, *, ttl_ms: int = engine.DEFAULT_TTL_MS) -> QueuedWorkClaim:
         ref = ClaimRef.of(claim)
-        with self.store.transaction(ref.session_id) as state:
-            return engine.renew(state, ref, ttl_ms, self.clock.now_ms())
+
+        def action(state: QueueState, now: int) -> QueuedWorkClaim:
+            renewed = engine.renew(state, ref, ttl_ms, now)
+            state.record("renew", now, ref.session_id, renewed.batch_ids, claim_id=ref.claim_id,
+                         owner_id=renewed.owner_id, fencing_token=renewed.fencing_token,
+                         expires_at_ms=renewed.expires_at_epoch_ms)
+            return renewed
+
+        return self._audited(ref.session_id, _claim_refusal("renew", ref), action)
 
     def abandon(self, claim: ClaimLike) -> list[str]:
         """Release the claim's batches that still carry it; returns their ids (maybe none)."""
         ref = ClaimRef.of(claim)
-        with self.store.transaction(ref.session_id) as state:
-            return engine.abandon(state, ref)
+
+        def action(state: QueueState, now: int) -> list[str]:
+            holder = _holder(state, ref)
+            released = engine.abandon(state, ref)
+            state.record("abandon", now, ref.session_id, released, claim_id=ref.claim_id, **holder,
+                         outcome="ok" if released else "nothing_held")
+            return released
+
+        return self._audited(ref.session_id, _claim_refusal("abandon", ref), action)
 
     def complete(self, claim: ClaimLike) -> QueuedWorkCompletion:
         ref = ClaimRef.of(claim)
-        with self.store.transaction(ref.session_id) as state:
-            return engine.complete(state, ref, self.clock.now_ms())
+
+        def action(state: QueueState, now: int) -> QueuedWorkCompletion:
+            holder = _holder(state, ref)
+            done = engine.complete(state, ref, now)
+            state.record("complete", now, ref.session_id, done.batch_ids, claim_id=ref.claim_id, **holder)
+            return done
+
+        return self._audited(ref.session_id, _claim_refusal("complete", ref), action)
 
     def cancel(self, session_id: str, batch_id: str) -> QueuedWorkBatch:
-        with self.store.transaction(session_id) as state:
-            return engine.cancel(state, session_id, batch_id, self.clock.now_ms())
+        def action(state: QueueState, now: int) -> QueuedWorkBatch:
+            batch = engine.cancel(state, session_id, batch_id, now)
+            state.record("cancel", now, session_id, [batch.batch_id], source_key=batch.source_key)
+            return batch
+
+        return self._audited(session_id, {"op": "cancel", "session_id": session_id, "batch_ids": [batch_id]},
+                             action)
 
     def vacuum(self, session_id: str | None = None, *, older_than_ms: int | None = None) -> list[Tombstone]:
-        with self.store.transaction(session_id) as state:
-            return engine.vacuum(state, session_id, older_than_ms, self.clock.now_ms())
+        def action(state: QueueState, now: int) -> list[Tombstone]:
+            removed = engine.vacuum(state, session_id, older_than_ms, now)
+            by_session: dict[str, list[Tombstone]] = {}
+            for tombstone in removed:
+                by_session.setdefault(tombstone.session_id, []).append(tombstone)
+            for sid, tombs in by_session.items():
+                state.record("vacuum", now, sid, [t.batch_id for t in tombs],
+                             source_keys=[t.source_key for t in tombs])
+            return removed
+
+        return self._audited(session_id, {"op": "vacuum", "session_id": session_id, "batch_ids": []}, action)
 
     # ----------------------------------------------------------------- reading
 
@@ -206,15 +316,115 @@ class Queue:
         """The full id of a batch named by a unique prefix (see engine.resolve_batch_id)."""
         return engine.resolve_batch_id(self.store.read(session_id), session_id, text)
 
+    def explain(self, session_id: str, batch_id: str | None = None, *,
+                max_batches: int = engine.DEFAULT_MAX_BATCHES) -> Any:
+        """Why each batch of the session (or one, by id or prefix) is or is not claimable now,
+        at each boundary (a `turnq.explain.Explanation`). Never writes."""
+        from . import explain
+
+        _check_session(session_id)
+        if max_batches < 0:
+            raise InvalidInput("max batches must be 0 or more")
+        state = self.store.read(session_id)
+        if batch_id is not None:
+            batch_id = engine.resolve_batch_id(state, session_id, batch_id)
+        return explain.explain(state, session_id, self.clock.now_ms(), batch_id=batch_id, max_batches=max_batches)
+
+    def doctor(self, *, fix: bool = False, dry_run: bool = False, stale_claim_ms: int | None = None) -> Any:
+        """Check the store's invariants on its raw document (a `turnq.doctor.Report`). With
+        `fix`, plan the safe repairs (`report.changes`) and make them (after a backup, under
+        the lock, atomically); with `dry_run` as well, only plan them (see `apply_repairs`)."""
+        from . import doctor
+        from .errors import StoreUnreadable
+
+        stale = doctor.DEFAULT_STALE_CLAIM_MS if stale_claim_ms is None else stale_claim_ms
+        now = self.clock.now_ms()
+        report = doctor.Report(self.store.location, [], dry_run=dry_run)
+        try:
+            document = self.store.raw_document()
+        except StoreUnreadable as err:
+            report.findings.append(doctor.Finding("unreadable", "error", err.message))
+            return report
+        except NotImplementedError as err:
+            raise InvalidInput(f"doctor: {err}") from None
+        report.findings = doctor.check(document, now, stale_claim_ms=stale)
+        if fix:
+            report.document = document
+            report.repaired, report.changes = doctor.repair(document, report.findings, now, stale_claim_ms=stale)
+            if not dry_run:
+                self.apply_repairs(report)
+        return report
+
+    def apply_repairs(self, report: Any) -> Any:
+        """Write the repairs a `doctor(fix=True, dry_run=True)` report planned (if the store
+        did not change since: else StoreBusy). Keeps a backup (`report.backup`)."""
+        from . import doctor
+
+        if not report.changes or report.repaired is None:
+            return report
+        now = self.clock.now_ms()
+        try:
+            report.backup = self.store.replace_document(report.repaired, backup=True, backup_suffix=str(now),
+                                                        expected=report.document)
+        except NotImplementedError as err:
+            raise InvalidInput(f"doctor --fix: {err}") from None
+        report.fixed, report.dry_run = True, False
+        report.remaining = doctor.check(report.repaired, now)
+        if not any(f.severity == "error" for f in report.remaining):
+            # Log the repair (a store still broken cannot be opened for it: its backup tells).
+            batch_ids = sorted({f.batch_id for f in report.findings if f.fix is not None and f.batch_id})
+            with self.store.transaction(None) as state:
+                state.record("repair", now, None, batch_ids, changes=list(report.changes), backup=report.backup)
+        return report
+
     def batch(self, session_id: str, batch_id: str) -> views.BatchView:
+        from . import views
+
         return views.batch_view(self.store.read(session_id), session_id, batch_id, self.clock.now_ms())
 
     def overview(self) -> views.Overview:
+        from . import views
+
         return views.overview(self.store.read(), self.clock.now_ms())
 
     def inspect(self, session_id: str, *, pending: bool = False, tombstones: bool = False) -> views.SessionView:
+        from . import views
+
         return views.session_view(self.store.read(session_id), session_id, self.clock.now_ms(), pending=pending,
                                   tombstones=tombstones)
+
+
+#: The audit log's op of each session command.
+_COMMAND_OPS = {"reset_session": "reset_session", "refresh_tool_surface": "refresh_tools"}
+
+
+def _enqueue_logged(state: QueueState, draft: QueuedWorkBatchDraft, now: int, strict: bool, *,
+                    op: str = "enqueue") -> EnqueueResult:
+    """engine.enqueue, recording the entry: `enqueue` (or `wake`, `reset_session`, ...) for a
+    new batch, outcome `replayed` / `replayed_tombstone` when the source key replayed one."""
+    result = engine.enqueue(state, draft, now, strict=strict)
+    state.record("replay" if result.replayed and op == "enqueue" else op, now, draft.session_id,
+                 [result.batch.batch_id], source_key=draft.source_key,
+                 outcome="ok" if not result.replayed else result.outcome,
+                 payloads_differ=True if result.payloads_differ else None)
+    return result
+
+
+def _enqueue_refusal(draft: QueuedWorkBatchDraft) -> dict[str, Any]:
+    return {"op": "enqueue", "session_id": draft.session_id, "batch_ids": [], "source_key": draft.source_key}
+
+
+def _claim_refusal(op: str, ref: ClaimRef) -> dict[str, Any]:
+    return {"op": op, "session_id": ref.session_id, "batch_ids": list(ref.batch_ids or []),
+            "claim_id": ref.claim_id}
+
+
+def _holder(state: QueueState, ref: ClaimRef) -> dict[str, Any]:
+    """The owner and fencing token of the claim's batches (before they are settled)."""
+    for stored in state.session(ref.session_id):
+        if stored.carries(ref.claim_id, ref.lease_token) and stored.lease is not None:
+            return {"owner_id": stored.lease.owner_id, "fencing_token": stored.fencing}
+    return {}
 
 
 def make_draft(session_id: str, payloads: list[Any], *, source_key: str | None = None,

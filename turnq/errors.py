@@ -24,6 +24,9 @@ class ExitStatus(IntEnum):
     # turnq addition: the store could not be written (read-only file, full disk,
     # missing folder). The store is left as it was.
     STORE_UNWRITABLE = 9
+    # A check found problems (`turnq doctor`; `expect`, `diff`): the exit code of a failed
+    # test, as `test`, `cmp` and `diff` use it. An alias of 1 (an IntEnum alias of INTERNAL).
+    CHECK_FAILED = 1
 
     @property
     def code_name(self) -> str:

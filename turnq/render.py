@@ -303,17 +303,18 @@ def work_panel(work: TurnWork | CheckpointWork, boundary: str) -> Panel:
 # ----------------------------------------------------------------- inspect
 
 
-def view(shown: Overview | SessionView | BatchView) -> None:
+def view(shown: Overview | SessionView | BatchView, console: Console | None = None) -> None:
+    """Print a view of `inspect` (on `console`: `turnq watch` draws into its own)."""
     if isinstance(shown, Overview):
-        overview(shown)
+        overview(shown, console)
     elif isinstance(shown, SessionView):
-        session(shown)
+        session(shown, console)
     else:
-        batch_detail(shown)
+        batch_detail(shown, console)
 
 
-def overview(shown: Overview) -> None:
-    console = _console()
+def overview(shown: Overview, console: Console | None = None) -> None:
+    console = console or _console()
     if not shown.sessions:
         console.print(f"The store is empty (at {format_time(shown.now_ms)}).")
         return
@@ -327,8 +328,8 @@ def overview(shown: Overview) -> None:
     console.print(table)
 
 
-def session(shown: SessionView) -> None:
-    console = _console()
+def session(shown: SessionView, console: Console | None = None) -> None:
+    console = console or _console()
     title = (f"Session {shown.session_id} at {format_time(shown.now_ms)}: {len(shown.batches)} batch(es), "
              f"{shown.tombstone_count} tombstone(s)")
     if shown.batches:
@@ -361,8 +362,8 @@ def _why_nothing(shown: SessionView) -> str:
     return f"no batch is claimable now ({counts['held']} held, {counts['delayed']} delayed)"
 
 
-def batch_detail(shown: BatchView) -> None:
-    console = _console()
+def batch_detail(shown: BatchView, console: Console | None = None) -> None:
+    console = console or _console()
     batch = shown.batch
     grid = _fields_grid()
     grid.add_row("batch", batch.batch_id)

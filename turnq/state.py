@@ -5,7 +5,7 @@ and tombstones. Backends load and save it; the engine changes it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from .models import QueuedWorkBatch, Tombstone
 
@@ -95,6 +95,18 @@ class QueueState:
     tombstones: dict[str, list[StoredTombstone]] = field(default_factory=dict)
     #: Set by every change, so a transaction that changed nothing writes nothing.
     changed: bool = False
+    #: Audit-log entries the core records during a transaction (JSON objects: `at_ms`, `op`,
+    #: `session_id`, `batch_ids`, …). The store persists them at the end of the transaction,
+    #: after the state (even when the state did not change: a refusal is logged too), then
+    #: clears the list. Not part of the queue's state: never encoded into the store document.
+    audit: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, op: str, at_ms: int, session_id: str | None, batch_ids: list[str], **fields: Any) -> None:
+        """Add an audit entry (fields that are None are left out)."""
+        entry: dict[str, Any] = {"at_ms": at_ms, "op": op, "session_id": session_id, "batch_ids": list(batch_ids)}
+        entry.update((key, value) for key, value in fields.items() if value is not None)
+        entry.setdefault("outcome", "ok")
+        self.audit.append(entry)
 
     def session(self, session_id: str) -> list[StoredBatch]:
         return self.sessions.get(session_id, [])

@@ -12,16 +12,21 @@ import copy
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ..state import QueueState
-from .base import Store
+from .base import DEFAULT_LOG_MAX_ENTRIES, Store
 
 
 class MemoryStore(Store):
-    def __init__(self) -> None:
+    def __init__(self, *, log_enabled: bool = True, log_max_entries: int = DEFAULT_LOG_MAX_ENTRIES) -> None:
         self.location = "memory"
         self._state = QueueState()
         self._lock = threading.Lock()
+        self.log_enabled = log_enabled
+        self.log_max_entries = max(0, log_max_entries)
+        self._log: list[dict[str, Any]] = []
+        self._last_log_id = 0
 
     def read(self, session_id: str | None = None) -> QueueState:
         return self._scoped(session_id)
@@ -33,6 +38,46 @@ class MemoryStore(Store):
             yield state
             if state.changed:
                 self._merge(state, session_id)
+            if state.audit:
+                entries = list(state.audit)
+                state.audit.clear()
+                if self.log_enabled:
+                    self._append_log(entries)
+
+    def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(entry) for entry in self._log if entry["id"] > after_id]
+
+    def raw_document(self) -> dict[str, Any]:
+        """The state as the JSON store document (what a JSON store file would hold)."""
+        import json
+
+        from . import codec
+
+        with self._lock:
+            if not self._state.sessions and not self._state.tombstones and self._state.next_seq == 1:
+                return {}
+            return json.loads(codec.encode(self._state))
+
+    def replace_document(self, document: dict[str, Any], *, backup: bool = True, backup_suffix: str | None = None,
+                         expected: dict[str, Any] | None = None) -> str | None:
+        """Only a document the codec reads can be held in memory; there is nowhere to keep a backup."""
+        from ..errors import StoreBusy
+        from . import codec
+
+        state = codec.decode(document, self.location)
+        if expected is not None and self.raw_document() != expected:
+            raise StoreBusy("the in-memory store changed while it was checked; nothing was changed")
+        with self._lock:
+            self._state = state
+        return None
+
+    def _append_log(self, entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            self._last_log_id += 1
+            self._log.append({"id": self._last_log_id, **copy.deepcopy(entry)})
+        if len(self._log) > self.log_max_entries:
+            del self._log[: len(self._log) - self.log_max_entries]
 
     def _scoped(self, session_id: str | None) -> QueueState:
         full = self._state
