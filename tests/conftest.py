@@ -16,7 +16,7 @@ NOW = 1767225600000  # 2026-01-01T00:00:00Z
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TURNQ_STORE", "TURNQ_NOW", "TURNQ_OWNER", "TURNQ_LOCK_TIMEOUT"):
+    for name in ("TURNQ_STORE", "TURNQ_NOW", "TURNQ_OWNER", "TURNQ_LOCK_TIMEOUT", "TURNQ_LOG", "TURNQ_LOG_MAX_ENTRIES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TURNQ_STORE", str(tmp_path / "turnq.json"))
     monkeypatch.chdir(tmp_path)

@@ -8,17 +8,25 @@ operation needs more than its own session.
 from __future__ import annotations
 
 import pytest
+from backends import fresh_store_url
 
 from turnq import BatchHeld, LeaseLost, NotFound, Queue
 from turnq.clock import FixedClock
-from turnq.store import JsonFileStore, MemoryStore
+from turnq.store import JsonFileStore, MemoryStore, open_store
 
 NOW = 1767225600000
 
 
-@pytest.fixture(params=["json", "memory"])
+@pytest.fixture(params=["json", "memory", "sqlite", "postgresql"])
 def backend(request, tmp_path):
-    return JsonFileStore(tmp_path / "turnq.json") if request.param == "json" else MemoryStore()
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    with fresh_store_url(request.param, tmp_path) as location:
+        store = open_store(location)
+        yield store
+        if hasattr(store, "close"):
+            store.close()  # before its PostgreSQL schema is dropped
 
 
 @pytest.fixture
@@ -134,3 +142,107 @@ def test_enqueue_wake_queues_a_ready_made_delivery_once(q):
     later = wake.model_copy(update={"created_at_ms": NOW + 5})
     again = q.enqueue_wake(later)
     assert again.outcome == "replayed" and not again.payloads_differ  # created_at_ms is no difference
+
+
+# --------------------------------------------------------------------------- audit log contract
+
+
+def ops(backend, after_id=0):
+    return [(entry["op"], entry["outcome"]) for entry in backend.read_log(after_id)]
+
+
+def test_audit_log_records_every_mutating_operation_with_increasing_ids(q, backend, clock):
+    first = q.enqueue_text("s", "one", source_key="k1").batch
+    q.enqueue_text("s", "one", source_key="k1")  # a replay
+    claim = q.claim("s", owner="w1", ttl_ms=1000)
+    assert q.claim("s") is None  # an empty poll is not logged
+    q.renew(claim, ttl_ms=5000)
+    q.complete(claim)
+    other = q.enqueue_text("s", "two").batch
+    q.cancel("s", other.batch_id)
+    q.reset_session("s", "fresh start")
+    q.vacuum("s")
+    log = backend.read_log()
+    assert [(e["op"], e["outcome"]) for e in log] == [
+        ("enqueue", "ok"), ("replay", "replayed"), ("claim", "ok"), ("renew", "ok"), ("complete", "ok"),
+        ("enqueue", "ok"), ("cancel", "ok"), ("reset_session", "ok"), ("vacuum", "ok")]
+    assert [e["id"] for e in log] == sorted(e["id"] for e in log)
+    assert len({e["id"] for e in log}) == len(log)
+    assert log[0]["batch_ids"] == [first.batch_id] and log[0]["source_key"] == "k1"
+    assert log[0]["at_ms"] == NOW and log[0]["session_id"] == "s"
+    assert log[2]["owner_id"] == "w1" and log[2]["fencing_token"] == claim.fencing_token
+    assert log[2]["claim_id"] == claim.claim_id
+    assert log[4]["batch_ids"] == [first.batch_id] and log[4]["fencing_token"] == claim.fencing_token
+
+
+def test_a_refusal_is_logged_and_changes_nothing(q, backend, clock):
+    q.enqueue_text("s", "x")
+    stale = q.claim("s", owner="w1", ttl_ms=0)
+    fresh = q.claim("s", owner="w2")
+    before = [b.batch_id for b in q.list("s")]
+    with pytest.raises(LeaseLost):
+        q.complete(stale)
+    last = backend.read_log()[-1]
+    assert (last["op"], last["outcome"], last["claim_id"]) == ("complete", "refused", stale.claim_id)
+    assert "lost" in last["reason"]
+    assert [b.batch_id for b in q.list("s")] == before
+    assert q.complete(fresh).batch_ids == fresh.batch_ids
+
+
+def test_read_log_after_id_returns_only_newer_entries(q, backend):
+    q.enqueue_text("s", "a")
+    q.enqueue_text("s", "b")
+    first, second = backend.read_log()
+    assert backend.read_log(first["id"]) == [second]
+    assert backend.read_log(second["id"]) == []
+
+
+def test_entries_of_a_failed_transaction_are_not_persisted(backend):
+    with pytest.raises(RuntimeError), backend.transaction("s") as state:
+        state.record("enqueue", NOW, "s", ["b1"])
+        raise RuntimeError("boom")
+    assert backend.read_log() == []
+
+
+def test_entries_are_persisted_even_when_the_state_did_not_change(backend):
+    with backend.transaction("s") as state:
+        state.record("complete", NOW, "s", ["b1"], outcome="refused", reason="stale")
+    with backend.transaction("s") as state:
+        assert state.audit == []  # cleared after persisting
+    (entry,) = backend.read_log()
+    assert entry["outcome"] == "refused" and entry["reason"] == "stale" and entry["id"] >= 1
+    assert backend.read().session_ids() == []
+
+
+def test_retention_keeps_the_newest_entries_and_ids_go_on(q, backend):
+    backend.log_max_entries = 3
+    for n in range(40):
+        q.enqueue_text("s", f"m{n}")
+    log = backend.read_log()
+    assert len(log) == 3
+    assert [e["id"] for e in log] == [38, 39, 40]
+    q.enqueue_text("s", "one more")
+    assert [e["id"] for e in backend.read_log()] == [39, 40, 41]
+
+
+def test_a_disabled_log_records_nothing(q, backend):
+    backend.log_enabled = False
+    q.enqueue_text("s", "x")
+    assert q.claim("s") is not None
+    assert backend.read_log() == []
+
+
+def test_raw_document_of_a_healthy_store_passes_doctor(q, backend, clock):
+    from turnq.doctor import check
+
+    assert check(backend.raw_document(), NOW) == []  # nothing stored yet
+    q.enqueue_text("s", "a", source_key="k1")
+    q.complete(q.claim("s"))
+    q.enqueue_text("s", "b")
+    q.enqueue_text("t", "c")
+    q.claim("s", owner="w1")
+    document = backend.raw_document()
+    assert [r["batch"]["enqueue_seq"] for r in document["batches"]] == [2, 3]
+    assert document["next_enqueue_seq"] == 4 and len(document["tombstones"]) == 1
+    assert check(document, NOW) == []
+    assert q.doctor().healthy

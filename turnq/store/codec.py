@@ -12,57 +12,53 @@ Batches are store-wide in `enqueue_seq` order; a ClaimRecord is
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from ..errors import StoreUnreadable
-from ..models import (
-    U64,
-    QueuedWorkBatch,
-    WireContext,
-    WireModel,
-    describe_validation_error,
-)
+from ..models import WireContext, describe_validation_error
 from ..state import Lease, QueueState, StoredBatch, StoredTombstone
+
+if TYPE_CHECKING:
+    from .records import BatchRecord, ClaimRecord
 
 FORMAT = "turnq-store"
 SCHEMA_VERSION = 1
 
 
-class ClaimRecord(WireModel):
-    claim_id: str
-    owner_id: str
-    lease_token: str
-    claimed_at_epoch_ms: U64
-    expires_at_epoch_ms: U64
+_RECORDS = ("ClaimRecord", "BatchRecord", "TombstoneRecord", "StoreDocument")
 
 
-class BatchRecord(WireModel):
-    batch: QueuedWorkBatch
-    fencing_counter: U64
-    claim: ClaimRecord | None
+def __getattr__(name: str) -> Any:
+    """`codec.ClaimRecord`, `BatchRecord`, `TombstoneRecord`, `StoreDocument`: the record
+    models, defined in records.py and built only when first used (start-up time)."""
+    if name in _RECORDS:
+        from . import records
+
+        return getattr(records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class TombstoneRecord(WireModel):
-    batch: QueuedWorkBatch
-    outcome: Literal["completed", "cancelled"]
-    settled_at_ms: U64
+def _records() -> Any:
+    from . import records
 
-
-class StoreDocument(WireModel):
-    format: str
-    schema_version: int
-    next_enqueue_seq: U64
-    batches: list[BatchRecord]
-    tombstones: list[TombstoneRecord]
+    return records
 
 
 def decode(data: Any, location: str) -> QueueState:
     """The state held by a parsed store document; StoreUnreadable when it is not one."""
     _check_header(data, location)
+    # The fast path (fastcodec.py) checks what this function checks, and builds batches
+    # lazily; it returns None for whatever it does not vouch for. A check added below
+    # must be added there too (tests/test_store_json.py's hostile files run on both).
+    from . import fastcodec
+
+    fast = fastcodec.decode(data, location)
+    if fast is not None:
+        return fast
     try:
-        document = StoreDocument.model_validate(data, context=WireContext(strict=True))
+        document = _records().StoreDocument.model_validate(data, context=WireContext(strict=True))
     except ValidationError as err:
         raise _unreadable(location, describe_validation_error(err)) from None
     state = QueueState(next_seq=document.next_enqueue_seq)
@@ -76,6 +72,7 @@ def decode(data: Any, location: str) -> QueueState:
             raise _unreadable(location, f"batch {batch.batch_id} is out of enqueue_seq order")
         seen.add(batch.batch_id)
         last_seq = batch.enqueue_seq
+        _check_claim(record, location)
         state.sessions.setdefault(batch.session_id, []).append(
             StoredBatch(batch, record.fencing_counter, _lease(record.claim))
         )
@@ -88,6 +85,25 @@ def decode(data: Any, location: str) -> QueueState:
             StoredTombstone(tomb.batch, tomb.outcome, tomb.settled_at_ms)
         )
     return state
+
+
+def _check_claim(record: BatchRecord, location: str) -> None:
+    """A claim must point at the claim that made it: every claim sets `claim_id` to
+    `qwc:{first batch's enqueue_seq}:{fencing token}` and the batch's fencing counter to that
+    token, so a claim whose id is malformed, names a later first batch or a token above the
+    batch's counter (0: never claimed) points at nothing; so does one that expires before it
+    was made, or has no owner or lease token. (`turnq doctor` reports the same, from the raw file.)"""
+    claim, batch = record.claim, record.batch
+    if claim is None:
+        return
+    parts = claim.claim_id.split(":")
+    well_formed = (len(parts) == 3 and parts[0] == "qwc" and parts[1].isdigit() and parts[2].isdigit()
+                   and 1 <= int(parts[1]) <= batch.enqueue_seq and 1 <= int(parts[2]) <= record.fencing_counter)
+    if not well_formed:
+        raise _unreadable(location, f"batch {batch.batch_id} carries claim {claim.claim_id!r}, which matches no "
+                          f"claim of it (fencing counter {record.fencing_counter})")
+    if not claim.owner_id or not claim.lease_token or claim.expires_at_epoch_ms < claim.claimed_at_epoch_ms:
+        raise _unreadable(location, f"batch {batch.batch_id} carries an invalid claim {claim.claim_id!r}")
 
 
 def _check_header(data: Any, location: str) -> None:
@@ -117,7 +133,10 @@ def _lease(record: ClaimRecord | None) -> Lease | None:
 def encode(state: QueueState) -> str:
     """The document's text: a header, then one line per batch and per tombstone,
     so that a store committed as a fixture diffs line by line."""
-    batch_lines = [_line(_batch_record(stored)) for stored in state.all_batches()]
+    from .fastcodec import batch_line
+
+    # A batch read from the file and not changed since is written back as it was read.
+    batch_lines = [batch_line(stored) or _line(_batch_record(stored)) for stored in state.all_batches()]
     tomb_lines = [_line(_tombstone_record(tomb)) for tomb in state.all_tombstones()]
     return (
         f'{{"format": "{FORMAT}", "schema_version": {SCHEMA_VERSION}, "next_enqueue_seq": {state.next_seq},\n'
@@ -141,3 +160,38 @@ def _batch_record(stored: StoredBatch) -> dict[str, Any]:
 
 def _tombstone_record(tomb: StoredTombstone) -> dict[str, Any]:
     return {"batch": tomb.batch.to_wire(), "outcome": tomb.outcome, "settled_at_ms": tomb.settled_at_ms}
+
+
+# ----------------------------------------------------------------- one record at a time
+# For the database backends, which keep one row per batch and per tombstone: the same
+# JSON objects as the document's lines, so every backend stores the same JSON.
+
+
+def encode_batch_record(stored: StoredBatch) -> dict[str, Any]:
+    """A batch's record as in the document: `{"batch", "fencing_counter", "claim"}`."""
+    return _batch_record(stored)
+
+
+def decode_batch_record(data: Any, location: str) -> StoredBatch:
+    """A batch record (as `encode_batch_record` gives it); StoreUnreadable when it is not one."""
+    try:
+        record = _records().BatchRecord.model_validate(data, context=WireContext(strict=True))
+    except ValidationError as err:
+        raise _unreadable(location, describe_validation_error(err)) from None
+    _check_claim(record, location)
+    return StoredBatch(record.batch, record.fencing_counter, _lease(record.claim))
+
+
+def encode_tombstone_record(tomb: StoredTombstone) -> dict[str, Any]:
+    """A tombstone's record as in the document: `{"batch", "outcome", "settled_at_ms"}`."""
+    return _tombstone_record(tomb)
+
+
+def decode_tombstone_record(data: Any, location: str) -> StoredTombstone:
+    try:
+        record = _records().TombstoneRecord.model_validate(data, context=WireContext(strict=True))
+    except ValidationError as err:
+        raise _unreadable(location, describe_validation_error(err)) from None
+    if record.batch.source_key is None:
+        raise _unreadable(location, f"tombstone of batch {record.batch.batch_id} has no source key")
+    return StoredTombstone(record.batch, record.outcome, record.settled_at_ms)

@@ -1,0 +1,308 @@
+"""The SQLite backend (`sqlite:///path.db`): the standard library's sqlite3, in WAL mode.
+
+Every write is one `BEGIN IMMEDIATE` transaction: it takes SQLite's write lock at once
+(waiting up to the lock timeout, then StoreBusy), loads the rows of the session the
+operation names, lets the engine change them, and writes back only the rows that
+changed, with the audit entries, before `COMMIT`. Readers never wait: WAL gives each
+read transaction a consistent snapshot. The tables are described in `rows.py`; they are
+created on first write, and `turnq_meta.schema_version` refuses a newer schema.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable, TurnqError
+from ..state import QueueState
+from . import rows
+from .base import DEFAULT_LOG_MAX_ENTRIES, Store
+
+_SCHEMA = """
+CREATE TABLE turnq_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE turnq_batches (
+    batch_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    enqueue_seq INTEGER NOT NULL UNIQUE,
+    batch TEXT NOT NULL,
+    fencing_counter INTEGER NOT NULL,
+    claim_id TEXT, owner_id TEXT, lease_token TEXT, claimed_at_ms INTEGER, expires_at_ms INTEGER
+);
+CREATE INDEX turnq_batches_session ON turnq_batches (session_id, enqueue_seq);
+CREATE TABLE turnq_tombstones (
+    batch_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    enqueue_seq INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    settled_at_ms INTEGER NOT NULL,
+    batch TEXT NOT NULL
+);
+CREATE INDEX turnq_tombstones_session ON turnq_tombstones (session_id, settled_at_ms, enqueue_seq);
+CREATE TABLE turnq_log (id INTEGER PRIMARY KEY, entry TEXT NOT NULL);
+"""
+
+_BATCH_SELECT = f"SELECT {', '.join(rows.BATCH_COLUMNS)} FROM turnq_batches"
+_TOMB_SELECT = "SELECT batch_id, outcome, settled_at_ms, batch FROM turnq_tombstones"
+_BATCH_INSERT = (f"INSERT INTO turnq_batches ({', '.join(rows.BATCH_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(rows.BATCH_COLUMNS))})")
+_BATCH_UPDATE = ("UPDATE turnq_batches SET session_id = ?2, enqueue_seq = ?3, batch = ?4, fencing_counter = ?5, "
+                 "claim_id = ?6, owner_id = ?7, lease_token = ?8, claimed_at_ms = ?9, expires_at_ms = ?10 "
+                 "WHERE batch_id = ?1")
+_TOMB_INSERT = (f"INSERT INTO turnq_tombstones ({', '.join(rows.TOMBSTONE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(rows.TOMBSTONE_COLUMNS))})")
+
+#: SQLite integers are signed 64-bit; turnq's are unsigned. A value above I64_MAX is stored as
+#: its two's-complement negative (no column holds a negative value otherwise), so nothing is lost.
+I64_MAX = 2**63 - 1
+
+
+def _to_db(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(v - 2**64 if type(v) is int and v > I64_MAX else v for v in row)
+
+
+def _from_db(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(v + 2**64 if type(v) is int and v < 0 else v for v in row)
+
+
+# SQLite's primary result codes (the low byte of an extended code).
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str | Path, *, lock_timeout_ms: int = 10_000, location: str | None = None,
+                 log_enabled: bool = True, log_max_entries: int = DEFAULT_LOG_MAX_ENTRIES) -> None:
+        self.path = Path(path)
+        self.location = location if location is not None else f"sqlite:///{path}"
+        self.lock_timeout_ms = lock_timeout_ms
+        self.log_enabled = log_enabled
+        self.log_max_entries = max(0, log_max_entries)
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        self._cache = rows.BatchCache()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # ----------------------------------------------------------------- connection
+
+    def _connection(self, create: bool) -> sqlite3.Connection | None:
+        """The open connection; None when the file does not exist and `create` is false."""
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        # A connection opened before a fork belongs to the parent: leave it (unclosed) to it.
+        self._conn, self._pid = None, os.getpid()
+        if self.path.is_dir():
+            raise StoreUnreadable(f"store {self.location} is a directory, not a SQLite database")
+        if not self.path.exists():
+            if not create:
+                return None
+            if not self.path.parent.is_dir():
+                raise StoreUnwritable(
+                    f"cannot write store {self.location}: its folder {self.path.parent} does not exist")
+        new_file = not self.path.exists() or self.path.stat().st_size == 0
+        uri = f"file:{quote(str(self.path.absolute()))}?mode={'rwc' if create else 'rw'}"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=self.lock_timeout_ms / 1000, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as err:
+            raise self._error(err, writing=create) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout_ms)}")
+            if create and new_file:
+                # Persistent in the file: readers then never block the writer, nor it them.
+                # (Only for a file turnq creates: a foreign database is left as it is.)
+                conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as err:
+            conn.close()
+            raise self._error(err, writing=create) from None
+        self._conn = conn
+        return conn
+
+    def _error(self, err: sqlite3.Error, *, writing: bool) -> TurnqError:
+        code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+        text = " ".join(str(err).split())
+        if code in (_BUSY, _LOCKED):
+            return StoreBusy(f"store {self.location} is busy: another process holds its write lock "
+                             f"(waited {self.lock_timeout_ms} ms); retry, or raise --lock-timeout")
+        if code in (_NOTADB, _CORRUPT):
+            return StoreUnreadable(f"store {self.location} is unreadable: {text}; it was left as it is")
+        if code in (_READONLY, _FULL, _IOERR, _CANTOPEN) or writing:
+            return StoreUnwritable(f"cannot write store {self.location}: {text}; the store was left as it was")
+        return StoreUnreadable(f"store {self.location} cannot be read: {text}")
+
+    def _meta(self, conn: sqlite3.Connection) -> dict[str, int] | None:
+        """turnq_meta as a dict; None when the database has no turnq tables at all."""
+        try:
+            return {key: _from_db((value,))[0] for key, value in conn.execute("SELECT key, value FROM turnq_meta")}
+        except sqlite3.OperationalError as err:
+            if "no such table" not in str(err):
+                raise
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        if tables:
+            raise StoreUnreadable(f"store {self.location} is unreadable: a SQLite database without turnq's "
+                                  "tables (no turnq_meta); it was left as it is")
+        return None
+
+    def _checked_meta(self, meta: dict[str, int]) -> int:
+        rows.check_version(meta.get("schema_version"), self.location)
+        seq = meta.get("next_enqueue_seq")
+        if not isinstance(seq, int) or seq < 1:
+            raise StoreUnreadable(f"store {self.location} is unreadable: invalid next_enqueue_seq {seq!r}; "
+                                  "it was left as it is")
+        return seq
+
+    def _create(self, conn: sqlite3.Connection) -> dict[str, int]:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        meta = {"schema_version": rows.SCHEMA_VERSION, "next_enqueue_seq": 1, "next_log_id": 1}
+        conn.executemany("INSERT INTO turnq_meta (key, value) VALUES (?, ?)", list(meta.items()))
+        return meta
+
+    def _load(self, conn: sqlite3.Connection, session_id: str | None, next_seq: int,
+              snapshot: rows.Snapshot | None) -> QueueState:
+        state = QueueState(next_seq=next_seq)
+        if session_id is None:
+            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq").fetchall()
+            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq").fetchall()
+        else:
+            batch_rows = conn.execute(f"{_BATCH_SELECT} WHERE session_id = ? ORDER BY enqueue_seq",
+                                      (session_id,)).fetchall()
+            tomb_rows = conn.execute(f"{_TOMB_SELECT} WHERE session_id = ? ORDER BY settled_at_ms, enqueue_seq",
+                                     (session_id,)).fetchall()
+        rows.load_batches([_from_db(r) for r in batch_rows], state, snapshot, self.location, self._cache)
+        rows.load_tombstones([_from_db(r) for r in tomb_rows], state, snapshot, self.location)
+        return state
+
+    # ----------------------------------------------------------------- reading
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection | None]:
+        """A read transaction (one snapshot), or None when there is no database file."""
+        with self._lock:
+            conn = self._connection(create=False)
+            if conn is None:
+                yield None
+                return
+            try:
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+            except sqlite3.Error as err:
+                raise self._error(err, writing=False) from None
+
+    def read(self, session_id: str | None = None) -> QueueState:
+        with self._reading() as conn:
+            if conn is None:
+                return QueueState()
+            meta = self._meta(conn)
+            if meta is None:
+                return QueueState()
+            return self._load(conn, session_id, self._checked_meta(meta), None)
+
+    def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
+        with self._reading() as conn:
+            if conn is None or self._meta(conn) is None:
+                return []
+            found = conn.execute("SELECT id, entry FROM turnq_log WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+            return [rows.log_entry(row_id, text) for row_id, text in found]
+
+    def raw_document(self) -> dict[str, Any]:
+        with self._reading() as conn:
+            if conn is None:
+                return {}  # as the JSON store says of a missing file
+            meta = self._meta(conn)
+            if meta is None:
+                return {}
+            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq").fetchall()
+            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq").fetchall()
+            return rows.raw_document(meta.get("next_enqueue_seq"), [_from_db(r) for r in batch_rows],
+                                     [_from_db(r) for r in tomb_rows])
+
+    def replace_document(self, document: dict[str, Any], *, backup: bool = True, backup_suffix: str | None = None,
+                         expected: dict[str, Any] | None = None) -> str | None:
+        """For `turnq doctor --fix`: the old content is kept as `PATH.bak-SUFFIX.json` (a JSON store
+        document) when `backup` is set."""
+        backup_path = None
+        if backup and self.path.exists():
+            suffix = backup_suffix or str(int(self.path.stat().st_mtime * 1000))
+            backup_path = self.path.with_name(f"{self.path.name}.bak-{suffix}.json")
+        return rows.replace_document(self, document, backup_path=backup_path, expected=expected)
+
+    # ----------------------------------------------------------------- writing
+
+    @contextmanager
+    def transaction(self, session_id: str | None = None) -> Iterator[QueueState]:
+        with self._lock:
+            conn = self._connection(create=True)
+            assert conn is not None
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise self._error(err, writing=True) from None
+            try:
+                try:
+                    meta = self._meta(conn)
+                    if meta is None:
+                        meta = self._create(conn)
+                    snapshot = rows.Snapshot(self._checked_meta(meta))
+                    state = self._load(conn, session_id, snapshot.next_seq, snapshot)
+                except sqlite3.Error as err:
+                    raise self._error(err, writing=False) from None
+                yield state
+                try:
+                    if state.changed:
+                        self._save(conn, snapshot, state)
+                        state.changed = False
+                    if state.audit:
+                        entries = list(state.audit)
+                        state.audit.clear()
+                        if self.log_enabled:
+                            self._append_log(conn, entries, int(meta.get("next_log_id", 1)))
+                    conn.execute("COMMIT")
+                except sqlite3.Error as err:
+                    raise self._error(err, writing=True) from None
+            finally:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        self.close()  # the next operation opens a fresh connection
+
+    def _save(self, conn: sqlite3.Connection, snapshot: rows.Snapshot, state: QueueState) -> None:
+        changes = rows.diff(snapshot, state)
+        if changes.delete_batches:
+            conn.executemany("DELETE FROM turnq_batches WHERE batch_id = ?", [(i,) for i in changes.delete_batches])
+        if changes.update_batches:
+            conn.executemany(_BATCH_UPDATE, [_to_db(r) for r in changes.update_batches])
+        if changes.insert_batches:
+            conn.executemany(_BATCH_INSERT, [_to_db(r) for r in changes.insert_batches])
+        if changes.delete_tombstones:
+            conn.executemany("DELETE FROM turnq_tombstones WHERE batch_id = ?",
+                             [(i,) for i in changes.delete_tombstones])
+        if changes.insert_tombstones:
+            conn.executemany(_TOMB_INSERT, [_to_db(r) for r in changes.insert_tombstones])
+        if state.next_seq != snapshot.next_seq:
+            conn.execute("UPDATE turnq_meta SET value = ? WHERE key = 'next_enqueue_seq'", _to_db((state.next_seq,)))
+
+    def _append_log(self, conn: sqlite3.Connection, entries: list[dict[str, Any]], next_id: int) -> None:
+        ids = range(next_id, next_id + len(entries))
+        conn.executemany("INSERT INTO turnq_log (id, entry) VALUES (?, ?)",
+                         [(i, rows.dumps(entry)) for i, entry in zip(ids, entries)])
+        last = next_id + len(entries) - 1
+        conn.execute("INSERT OR REPLACE INTO turnq_meta (key, value) VALUES ('next_log_id', ?)", (last + 1,))
+        conn.execute("DELETE FROM turnq_log WHERE id <= ?", (last - self.log_max_entries,))
