@@ -174,6 +174,15 @@ def _unknown_payload(text: str) -> str:
     return text.replace('"type":"turn_input"', '"type":"telepathy"', 1)
 
 
+def _claim(text: str, fencing_counter: int, **fields) -> str:
+    """A claim that points at nothing (see test_hostile_store.py): on a batch it cannot belong to."""
+    doc = json.loads(text)
+    doc["batches"][0]["fencing_counter"] = fencing_counter
+    doc["batches"][0]["claim"] = {"claim_id": "qwc:1:1", "owner_id": "w", "lease_token": "ab" * 32,
+                                  "claimed_at_epoch_ms": NOW, "expires_at_epoch_ms": NOW + 1, **fields}
+    return json.dumps(doc)
+
+
 def _non_utf8(text: str) -> bytes:
     return text.replace('"one"', '"on\udcffe"').encode("utf-8", "surrogateescape")
 
@@ -192,6 +201,11 @@ UNREADABLE = {
     "unknown_field": lambda text: text.replace('"fencing_counter":0', '"fencing_counter":0,"extra":1', 1).encode(),
     "seq_not_above": lambda text: text.replace('"next_enqueue_seq": 3', '"next_enqueue_seq": 2').encode(),
     "non_utf8": _non_utf8,
+    "claim_on_a_never_claimed_batch": lambda text: _claim(text, 0).encode(),
+    "claim_token_above_the_counter": lambda text: _claim(text, 1, claim_id="qwc:1:2").encode(),
+    "claim_of_a_later_first_batch": lambda text: _claim(text, 1, claim_id="qwc:2:1").encode(),
+    "claim_id_malformed": lambda text: _claim(text, 1, claim_id="claim-1").encode(),
+    "claim_expires_before_it_was_made": lambda text: _claim(text, 1, expires_at_epoch_ms=NOW - 1).encode(),
     "nan": lambda text: text.replace('"next_enqueue_seq": 3', '"next_enqueue_seq": NaN').encode(),
 }
 
@@ -465,3 +479,17 @@ def test_store_in_a_missing_folder_is_unwritable_and_creates_nothing(tmp_path):
         queue.enqueue_text("s", "hi")
     assert not (tmp_path / "no-such-folder").exists()
     assert queue.list("s") == []  # reading a missing store is an empty store
+
+
+def test_a_write_sweeps_temp_files_left_by_killed_writers_and_nothing_else(tmp_path):
+    store = JsonFileStore(tmp_path / "turnq.json")
+    ours = [".turnq.json.k3x9ab_c.tmp", ".turnq.json.log.a1b2c3d4.tmp"]
+    others = [".turnq.json.bak.a1b2c3d4.tmp", ".other.json.a1b2c3d4.tmp", "turnq.json.a1b2c3d4.tmp",
+              ".turnq.json.toolongname.tmp"]
+    for name in ours + others:
+        (tmp_path / name).write_text("half a store")
+    Queue(store, now=NOW).enqueue_text("s1", "hello")
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert not any(name in left for name in ours)
+    assert all(name in left for name in others)
+    assert "turnq.json" in left

@@ -97,6 +97,7 @@ def enqueue(
             merge_key=parse_merge(merge) if merge is not None else "never",
             available_at_ms=option_time(available_at, "--available-at") if available_at is not None else 0,
         )
+        _checked(one, "--payload" if payloads else "SESSION")
         delay_ms = option_duration(delay, "--delay") if delay is not None else None
         results = [queue.enqueue(one, strict=strict, delay_ms=delay_ms)]
     report_enqueued(results, json_out)
@@ -115,8 +116,19 @@ def _parse_drafts(text: str, strict: bool) -> list[models.QueuedWorkBatchDraft]:
     drafts = []
     for number, chunk in chunks:
         where = "--draft" if number is None else f"--draft (line {number})"
-        drafts.append(parse_wire(models.QueuedWorkBatchDraft, chunk, where, strict=strict))
+        drafts.append(_checked(parse_wire(models.QueuedWorkBatchDraft, chunk, where, strict=strict), where))
     return drafts
+
+
+def _checked(draft: models.QueuedWorkBatchDraft, where: str) -> models.QueuedWorkBatchDraft:
+    """The draft rules (engine.check_draft), with the option at fault named in the message."""
+    from ..engine import check_draft
+
+    try:
+        check_draft(draft)
+    except InvalidInput as err:
+        raise InvalidInput(f"{where}: {err.message.removeprefix('draft: ')}") from None
+    return draft
 
 
 def _ordered_turn_input(ctx: typer.Context, texts: list[str], images: list[str]) -> list[dict[str, Any]]:
