@@ -18,7 +18,8 @@ from ..clock import U64_MAX, parse_duration, parse_time
 from ..errors import InvalidInput
 from . import output
 
-STORE_HELP = "Store file (JSON). Default: turnq.json in the current directory."
+STORE_HELP = ("Store: a JSON file path, sqlite:///PATH.db (sqlite:////ABS/PATH.db) or postgresql://USER@HOST/DB. "
+              "Default: turnq.json in the current directory.")
 
 StoreOpt = Annotated[str, typer.Option("--store", envvar="TURNQ_STORE", help=STORE_HELP, show_default=False)]
 NowOpt = Annotated[Optional[str], typer.Option(
@@ -34,9 +35,35 @@ DEFAULT_STORE = "turnq.json"
 DEFAULT_LOCK_TIMEOUT = "10s"
 
 
-def open_queue(store: str, now: str | None, lock_timeout: str = DEFAULT_LOCK_TIMEOUT) -> Queue:
+def open_queue(store: str, now: str | None, lock_timeout: str = DEFAULT_LOCK_TIMEOUT, *,
+               option: str = "--store") -> Queue:
+    """The Queue over the store that `option` names (a malformed store URL is that option's error)."""
     now_ms = None if now is None or now == "" else option_time(now, "--now")
-    return Queue(store or DEFAULT_STORE, now=now_ms, lock_timeout_ms=option_duration(lock_timeout, "--lock-timeout"))
+    lock_timeout_ms = option_duration(lock_timeout, "--lock-timeout")
+    logging = log_options()
+    try:
+        return Queue(store or DEFAULT_STORE, now=now_ms, lock_timeout_ms=lock_timeout_ms, **logging)
+    except InvalidInput as err:
+        raise _named(option, err) from None
+
+
+def log_options() -> dict[str, Any]:
+    """The audit log's options from the environment: TURNQ_LOG=off turns it off,
+    TURNQ_LOG_MAX_ENTRIES=N keeps the newest N entries (default 10000)."""
+    import os
+
+    options: dict[str, Any] = {}
+    switch = os.environ.get("TURNQ_LOG", "").strip().lower()
+    if switch in ("off", "0", "false", "no"):
+        options["log_enabled"] = False
+    elif switch not in ("", "on", "1", "true", "yes"):
+        raise InvalidInput(f"TURNQ_LOG: expected on or off, got {switch!r}")
+    limit = os.environ.get("TURNQ_LOG_MAX_ENTRIES", "").strip()
+    if limit:
+        if not limit.isdigit():
+            raise InvalidInput(f"TURNQ_LOG_MAX_ENTRIES: expected a whole number of entries, got {limit!r}")
+        options["log_max_entries"] = int(limit)
+    return options
 
 
 def _named(option: str, err: InvalidInput) -> InvalidInput:
