@@ -94,7 +94,14 @@ COMMANDS: list[tuple[str, list[str], bool]] = [
     ("inspect-session", ["inspect", "s"], False),
     ("inspect-pending", ["inspect", "s", "--pending", "--tombstones"], False),
     ("inspect-batch", ["inspect", "s", "--batch", "{held_id}"], False),
+    ("explain", ["explain", "s"], False),
+    ("expect", ["expect", "s", "--count", "2"], False),
+    ("export", ["export", "s"], False),
+    ("diff", ["diff", "{store}", "{store}"], False),
+    ("import", ["import", "{fixture}"], True),
 ]
+FIXTURE = '[[sessions]]\nid = "f"\n[[sessions.drafts]]\ntext = "from a fixture"\n'
+
 WRITERS = [c for c in COMMANDS if c[2]]
 READERS = [c for c in COMMANDS if not c[2]]
 
@@ -175,6 +182,10 @@ def valid(tmp_path_factory) -> tuple[bytes, dict[str, str]]:
 
 
 def run(argv: list[str], values: dict[str, str], *extra: str):
+    store = Path(os.environ["TURNQ_STORE"])  # the test's store_path (tests/conftest.py)
+    fixture = store.parent / "fixture.toml"
+    fixture.write_text(FIXTURE)
+    values = {**values, "store": str(store), "fixture": str(fixture)}
     args = [values.get(part[1:-1], part) if part.startswith("{") and part.endswith("}") else part for part in argv]
     return RUNNER.invoke(app, [*args, *extra, "--now", NOW_TEXT], env=QUIET_ENV)
 
@@ -308,3 +319,14 @@ def test_full_disk_in_a_real_process(tmp_path, store_path, valid):
     ok = subprocess.run(check=False, args=[sys.executable, "-m", "turnq", "enqueue", "s", "--text", "x"], env=env,
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize("case", ["truncated-half", "newer-schema", "claim-on-a-never-claimed-batch"])
+def test_migrate_from_an_unreadable_store_exits_7_and_creates_no_target(tmp_path, store_path, valid, case):
+    text, values = valid
+    broken = UNREADABLE[case](text.decode())
+    store_path.write_bytes(broken)
+    fails(run(["migrate", "--from", "{store}", "--to", "copy.json"], values), 7, str(store_path))
+    fails(run(["migrate", "--from", "{store}", "--to", "sqlite:///copy.db"], values), 7, str(store_path))
+    assert store_path.read_bytes() == broken
+    assert not (tmp_path / "copy.json").exists() and not (tmp_path / "copy.db").exists()
