@@ -22,6 +22,27 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(scope="session")
+def _cli_command():
+    import typer
+
+    from turnq.cli import app
+
+    return app, typer.main.get_command(app)
+
+
+@pytest.fixture
+def cli_built_once(_cli_command, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typer's CliRunner rebuilds the whole command tree on every invoke (most of a call's
+    time): hand it one built once. Use with `pytestmark = pytest.mark.usefixtures(...)`."""
+    import typer.testing
+
+    app, command = _cli_command
+    build = typer.testing._get_command
+    monkeypatch.setattr(typer.testing, "_get_command",
+                        lambda typer_app: command if typer_app is app else build(typer_app))
+
+
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return tmp_path / "turnq.json"

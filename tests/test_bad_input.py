@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from turnq import Queue
@@ -27,17 +26,8 @@ NOW = 1767225600000
 NOW_TEXT = "2026-01-01T00:00:00Z"
 RUNNER = CliRunner()
 QUIET_ENV: dict[str, str | None] = {"FORCE_COLOR": None, "COLUMNS": "100"}
-COMMAND = typer.main.get_command(app)
-
-
-@pytest.fixture(autouse=True)
-def _built_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Typer's runner rebuilds the command tree on every invoke; hand it the one built above."""
-    import typer.testing
-
-    build = typer.testing._get_command
-    monkeypatch.setattr(typer.testing, "_get_command", lambda typer_app: COMMAND if typer_app is app
-                        else build(typer_app))
+# The runner gets the command tree built once (tests/conftest.py: most of a call's time).
+pytestmark = pytest.mark.usefixtures("cli_built_once")
 
 
 def text_payload(*texts: str) -> dict:

@@ -25,6 +25,8 @@ from typer.testing import CliRunner
 from turnq.cli import app
 
 RUNNER = CliRunner()
+# The runner gets the command tree built once (tests/conftest.py: most of a call's time).
+pytestmark = pytest.mark.usefixtures("cli_built_once")
 NOW_TEXT = "2026-01-01T00:00:00Z"
 SECOND = 1_000
 MINUTE = 60_000

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from turnq import Queue
@@ -40,18 +39,8 @@ from turnq.cli import app
 NOW = 1767225600000
 NOW_TEXT = "2026-01-01T00:00:00Z"
 RUNNER = CliRunner()
-# Typer's runner rebuilds the whole command tree on every invoke (most of the time of a call):
-# here it is built once, and the runner is handed that one during each test.
-COMMAND = typer.main.get_command(app)
-
-
-@pytest.fixture(autouse=True)
-def _built_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import typer.testing
-
-    build = typer.testing._get_command
-    monkeypatch.setattr(typer.testing, "_get_command", lambda typer_app: COMMAND if typer_app is app
-                        else build(typer_app))
+# The runner gets the command tree built once (tests/conftest.py: most of a call's time).
+pytestmark = pytest.mark.usefixtures("cli_built_once")
 QUIET_ENV: dict[str, str | None] = {"FORCE_COLOR": None, "COLUMNS": "100"}
 CODE_NAMES = {7: "store_unreadable", 9: "store_unwritable"}
 
