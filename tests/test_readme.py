@@ -1,8 +1,9 @@
-"""README.md and .ci/run agree: CI runs exactly what the README tells a new user."""
+"""README.md and .ci/run agree: CI runs exactly what the README tells a new user (then the suite on more Pythons)."""
 
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,12 +14,34 @@ def _ci_commands() -> list[str]:
     return [line for line in lines if line and not line.startswith(("#", "set ", "cd ", "python3 --version"))]
 
 
+def _more_pythons() -> list[str]:
+    """The versions .ci/run runs the suite on after README's commands (`bash .ci/more-pythons X.Y ...`)."""
+    last = _ci_commands()[-1].split()
+    assert last[:2] == ["bash", ".ci/more-pythons"]
+    return last[2:]
+
+
 def test_ci_runs_exactly_the_readme_start_here_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     start_here = readme.split("## Start here", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)\n```", start_here, re.S)
-    assert blocks == _ci_commands()
     assert len(blocks) == 2
+    # README's commands first, exactly as a new user types them; then only the other Pythons.
+    assert _ci_commands() == [*blocks, f"bash .ci/more-pythons {' '.join(_more_pythons())}"]
+
+
+def test_readme_and_classifiers_name_exactly_the_pythons_ci_covers() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    # README's commands run on python3, which must be the oldest supported Python (requires-python).
+    oldest = re.fullmatch(r">=(3\.\d+)", project["requires-python"])[1]
+    covered = sorted({oldest, *_more_pythons()}, key=lambda v: tuple(map(int, v.split("."))))
+    prefix = "Programming Language :: Python :: 3."
+    classified = [c.rsplit(" ", 1)[1] for c in project["classifiers"] if c.startswith(prefix)]
+    assert classified == covered
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Supported Python versions", 1)[1].split("\n## ", 1)[0]
+    listed = re.search(r"covers Python ((?:3\.\d+(?:, | and )?)+)", section)[1]
+    assert re.findall(r"3\.\d+", listed) == covered
 
 
 def test_readme_documents_every_exit_code_and_env_var() -> None:
