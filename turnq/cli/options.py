@@ -14,7 +14,7 @@ import typer
 
 from .. import models
 from ..api import Queue
-from ..clock import U64_MAX, parse_duration, parse_time
+from ..clock import U64_MAX, parse_duration, parse_time, seconds_slip
 from ..errors import InvalidInput
 from . import output
 
@@ -72,6 +72,10 @@ def _named(option: str, err: InvalidInput) -> InvalidInput:
 
 
 def option_time(value: str, option: str) -> int:
+    """A time option; a value that is far more plausible as epoch seconds is refused with a hint."""
+    slip = seconds_slip(value)
+    if slip is not None:
+        raise InvalidInput(f"{option}: {slip}")
     try:
         return parse_time(value)
     except InvalidInput as err:
