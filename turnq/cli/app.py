@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -107,3 +107,26 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def version_line() -> str:
+    """`turnq 1.0.0`: the installed distribution's version (package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"turnq {version('turnq')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "turnq (version unknown: not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(version_line() + "\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", "-V", is_eager=True, callback=_show_version, help="Print turnq's version and exit.")] = False,
+          ) -> None:
+    pass

@@ -1,0 +1,107 @@
+"""Issue 14, a newcomer's first hour: --version, stdin/@FILE for texts, fixture round trips,
+image summaries, progress, wrapping, "nothing to claim" reasons, help that reads well."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from turnq.cli import app
+
+RUNNER = CliRunner()
+pytestmark = pytest.mark.usefixtures("cli_built_once")
+NOW_TEXT = "2026-01-01T00:00:00Z"
+QUIET_ENV: dict[str, str | None] = {"FORCE_COLOR": None, "TTY_COMPATIBLE": None, "TTY_INTERACTIVE": None,
+                                    "COLUMNS": "100", "LINES": None}
+
+
+def cli(*args: Any, input: str | bytes | None = None, env: dict[str, str | None] | None = None):
+    argv = [str(arg) for arg in args]
+    if "--now" not in argv:
+        argv += ["--now", NOW_TEXT]
+    return RUNNER.invoke(app, argv, input=input, env={**QUIET_ENV, **(env or {})})
+
+
+def ok(result) -> str:
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
+    return result.stdout
+
+
+def turnq(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`turnq ARGS` as a real process (the installed entry point's code path)."""
+    return subprocess.run([sys.executable, "-c", "from turnq.cli import main; main()", *args], input=input,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=60)
+
+
+# --------------------------------------------------------------------------- --version
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_is_one_line_from_package_metadata(flag: str) -> None:
+    from importlib.metadata import version
+
+    done = turnq(flag)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"turnq {version('turnq')}\n", "")
+    module = subprocess.run([sys.executable, "-m", "turnq", flag], capture_output=True, text=True, timeout=60)
+    assert module.stdout == done.stdout
+    # and through the Typer app itself
+    assert ok(RUNNER.invoke(app, [flag])) == done.stdout
+    assert "-V, --version" in ok(RUNNER.invoke(app, ["--help"]))
+
+
+# --------------------------------------------------------------------------- --text / --input: stdin, @FILE
+
+
+def _texts(batch: dict) -> list[str]:
+    return [item["text"] for item in batch["items"][0]["payload"]["input"]["items"] if item["type"] == "text"]
+
+
+def test_text_reads_stdin_and_files_in_order(tmp_path: Path) -> None:
+    (tmp_path / "note.txt").write_text("from a file", encoding="utf-8")
+    batch = json.loads(ok(cli("enqueue", "s", "--text", "first", "--text", "-", "--text", "@note.txt", "--json",
+                              input="from stdin")))
+    assert _texts(batch) == ["first", "from stdin", "from a file"]
+
+
+def test_only_one_option_reads_stdin() -> None:
+    result = cli("enqueue", "s", "--text", "-", "--payload", "-", input="x")
+    assert result.exit_code == 2 and "only one option can read stdin" in result.stderr
+    result = cli("enqueue", "s", "--text", "-", "--text", "-", input="x")
+    assert result.exit_code == 2 and result.stderr.startswith("turnq: error: --text: only one")
+
+
+def test_text_from_a_missing_file_is_a_usage_error() -> None:
+    result = cli("enqueue", "s", "--text", "@nowhere.txt")
+    assert result.exit_code == 2 and "--text: cannot read nowhere.txt" in result.stderr
+
+
+def test_wake_input_reads_stdin_and_files(tmp_path: Path) -> None:
+    (tmp_path / "wake.txt").write_text("build finished", encoding="utf-8")
+    cases = (("1", "-", "from stdin", "from stdin"), ("2", "@wake.txt", None, "build finished"))
+    for sequence, value, stdin, expected in cases:
+        batch = json.loads(ok(cli("wake", "s", "--process-id", "p", "--sequence", sequence, "--input", value,
+                                  "--json", input=stdin)))
+        assert batch["items"][0]["payload"]["wake"]["input"] == expected
+
+
+# --------------------------------------------------------------------------- times and durations
+
+
+def test_now_in_epoch_seconds_is_refused_with_a_hint() -> None:
+    result = cli("inspect", "--now", "1764500000")
+    assert result.exit_code == 2
+    assert "looks like epoch seconds" in result.stderr and "1764500000000" in result.stderr
+
+
+def test_compound_durations_work_on_the_command_line() -> None:
+    ok(cli("enqueue", "s", "--text", "x"))
+    claim = json.loads(ok(cli("claim", "s", "--ttl", "1h30m", "--json")))
+    assert claim["expires_at_epoch_ms"] - claim["claimed_at_epoch_ms"] == 90 * 60_000
