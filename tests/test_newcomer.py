@@ -105,3 +105,39 @@ def test_compound_durations_work_on_the_command_line() -> None:
     ok(cli("enqueue", "s", "--text", "x"))
     claim = json.loads(ok(cli("claim", "s", "--ttl", "1h30m", "--json")))
     assert claim["expires_at_epoch_ms"] - claim["claimed_at_epoch_ms"] == 90 * 60_000
+
+
+# --------------------------------------------------------------------------- export → import round trip
+
+
+def _seed() -> None:
+    ok(cli("enqueue", "s", "--text", "hello", "--source-key", "k1"))
+    ok(cli("enqueue", "t", "--text", "world", "--delay", "1h30m"))
+
+
+@pytest.mark.parametrize("name", ["copy.json", "copy.toml", "copy.fixture"])
+def test_export_to_a_file_imports_back_by_default(tmp_path: Path, name: str) -> None:
+    _seed()
+    ok(cli("export", "--output", name))
+    text = (tmp_path / name).read_text()
+    assert text.lstrip().startswith("{") == name.endswith(".json")  # the format follows the extension
+    if name.endswith(".fixture"):  # no known extension: TOML, and import needs to be told
+        ok(cli("import", name, "--format", "toml", "--store", "back.json"))
+    else:
+        ok(cli("import", name, "--store", "back.json"))
+    assert ok(cli("diff", "turnq.json", "back.json")).startswith("no differences")
+
+
+@pytest.mark.parametrize("export_args", [["--json"], [], ["--format", "json"], ["--format", "toml"]])
+def test_export_piped_into_import_needs_no_format(export_args: list[str]) -> None:
+    _seed()
+    fixture = ok(cli("export", *export_args))
+    ok(cli("import", "-", "--store", "back.json", input="\n  " + fixture))  # leading blanks are skipped
+    assert ok(cli("diff", "turnq.json", "back.json")).startswith("no differences")
+
+
+def test_an_explicit_format_wins_over_the_sniffed_one() -> None:
+    _seed()
+    fixture = ok(cli("export", "--json"))
+    result = cli("import", "-", "--format", "toml", "--store", "back.json", input=fixture)
+    assert result.exit_code == 2 and "not valid TOML" in result.stderr

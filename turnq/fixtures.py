@@ -144,6 +144,13 @@ def format_of(path: str | Path, given: str | None = None) -> str:
     raise InvalidInput(f"{path}: cannot tell the fixture's format from its name: give --format toml|json")
 
 
+def sniff_format(raw: bytes) -> str:
+    """JSON or TOML, for input without a name (stdin): a fixture in JSON is one object, so its
+    first non-blank character is `{`; a TOML document never starts with one."""
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    return "json" if head == b"{" else "toml"
+
+
 def load_document(path: str | Path, fmt: str | None = None) -> Any:
     """The parsed fixture document (dicts and lists)."""
     fmt = format_of(path, fmt)
