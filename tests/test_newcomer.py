@@ -141,3 +141,36 @@ def test_an_explicit_format_wins_over_the_sniffed_one() -> None:
     fixture = ok(cli("export", "--json"))
     result = cli("import", "-", "--format", "toml", "--store", "back.json", input=fixture)
     assert result.exit_code == 2 and "not valid TOML" in result.stderr
+
+
+# --------------------------------------------------------------------------- SIGPIPE: 141 everywhere
+
+#: Every command (but `watch`, which refuses a stdout that is not a terminal) with arguments that
+#: make it print something; run in order on one store.
+PIPE_RUNS = [
+    ["enqueue", "s", "--text", "x", "--json"], ["enqueue", "s", "--text", "y"], ["wake", "s", "--process-id", "p",
+    "--sequence", "1", "--input", "w"], ["reset-session", "r", "--reason", "why"],
+    ["refresh-tools", "r", "--reason", "why"], ["inspect", "--json"], ["inspect", "s"], ["explain", "s"],
+    ["expect", "s", "--count", "3"], ["schema"], ["export"], ["export", "--json"], ["diff", "turnq.json", "x.json"],
+    ["log"], ["log", "--json"], ["doctor"], ["claim", "s", "--dry-run"], ["claim", "s", "--json"],
+    ["claim", "r", "--json"], ["vacuum"], ["import", "fixture.json", "--store", "other.json"],
+    ["migrate", "--from", "turnq.json", "--to", "copy.json"], ["--help"], ["export", "--help"], ["--version"],
+]
+
+
+def test_a_reader_that_leaves_ends_every_command_with_141(tmp_path: Path) -> None:
+    (tmp_path / "fixture.json").write_text('{"sessions": [{"id": "f", "drafts": [{"text": "hi"}]}]}')
+    (tmp_path / "x.json").write_text('{"sessions": []}')
+    env = {"TURNQ_NOW": NOW_TEXT, "TURNQ_STORE": str(tmp_path / "turnq.json")}
+    codes = {}
+    for args in PIPE_RUNS:
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before turnq writes
+        done = subprocess.run([sys.executable, "-c", "from turnq.cli import main; main()", *args], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, **env}, cwd=tmp_path, timeout=60)
+        os.close(write_end)
+        codes[" ".join(args)] = (done.returncode, done.stderr)
+    assert {name: code for name, code in codes.items() if code != (141, "")} == {}
+    from turnq.cli import COMMANDS
+
+    assert set(COMMANDS) - {args[0] for args in PIPE_RUNS} == {"complete", "renew", "abandon", "cancel", "watch"}

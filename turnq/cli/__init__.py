@@ -58,9 +58,9 @@ def command_module(args: list[str]) -> str | None:
 def main() -> None:
     args = sys.argv[1:]
     if args in (["--version"], ["-V"]):  # answered before any command module is imported
-        from .app import version_line
+        from .app import exit_on_broken_pipe, version_line
 
-        sys.stdout.write(version_line() + "\n")
+        exit_on_broken_pipe(lambda: sys.stdout.write(version_line() + "\n"))
         return
     module = command_module(args)
     load_commands(module)

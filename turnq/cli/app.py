@@ -19,6 +19,11 @@ from typer.core import TyperGroup
 from ..errors import ExitStatus, TurnqError
 
 
+class ReaderLeft(Exception):
+    """stdout's reader went away (`turnq log | head`). Not an OSError, so that Typer's own
+    handler (which exits 1) lets it through to `TurnqGroup.main` (which exits 141)."""
+
+
 class TurnqGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         # The registry's order (turnq.cli.MODULES), whichever module happened to load first.
@@ -29,10 +34,19 @@ class TurnqGroup(TyperGroup):
         return sorted(names, key=lambda name: rank.get(COMMANDS.get(name, ""), len(rank)))
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
-        ctx = super().make_context(info_name, list(args), parent=parent, **extra)
+        try:  # `--help` is printed while the context is made
+            ctx = super().make_context(info_name, list(args), parent=parent, **extra)
+        except BrokenPipeError:
+            raise ReaderLeft from None
         # Kept so `enqueue` can recover how --text and --image interleave on the line.
         ctx.meta["turnq.argv"] = list(args)
         return ctx
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise ReaderLeft from None
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -42,6 +56,8 @@ class TurnqGroup(TyperGroup):
             result = super().main(args=argv, prog_name=prog_name or "turnq", complete_var=complete_var,
                                   standalone_mode=False, **extra)
             code = result if isinstance(result, int) else ExitStatus.OK
+            # Output still buffered (`--json`, export, help) meets a reader that left here, not at exit.
+            sys.stdout.flush()
         except TurnqError as err:
             code = report_error(err.exit_status, err.message, json_mode)
         except typer.Abort:
@@ -49,7 +65,7 @@ class TurnqGroup(TyperGroup):
         except KeyboardInterrupt:
             sys.stderr.write("\n")
             code = 130
-        except BrokenPipeError:  # `turnq inspect | head`: the reader left; stop quietly, as Unix tools do
+        except (BrokenPipeError, ReaderLeft):  # `turnq inspect | head`: the reader left; stop quietly, as Unix tools do
             _silence_stdout()
             code = 141
         except typer.TyperException as err:  # click's usage errors, vendored by Typer
@@ -61,6 +77,16 @@ class TurnqGroup(TyperGroup):
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+
+def exit_on_broken_pipe(write: Any) -> None:
+    """Run `write` (output outside any command, e.g. `--version`); 141 if the reader left."""
+    try:
+        write()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(141)
 
 
 def _silence_stdout() -> None:
