@@ -174,3 +174,79 @@ def test_a_reader_that_leaves_ends_every_command_with_141(tmp_path: Path) -> Non
     from turnq.cli import COMMANDS
 
     assert set(COMMANDS) - {args[0] for args in PIPE_RUNS} == {"complete", "renew", "abandon", "cancel", "watch"}
+
+
+# --------------------------------------------------------------------------- help
+
+
+def _commands() -> dict[str, Any]:
+    import typer.main
+
+    return typer.main.get_group(app).commands
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_every_command_help_has_examples_and_plain_metavars(name: str) -> None:
+    import re
+
+    text = ok(RUNNER.invoke(app, [name, "--help"], env={"COLUMNS": "100"}))
+    assert "\n  Examples:\n    turnq " in text
+    # a Python type after an option or argument, a parameter's Python name, nested brackets
+    leaks = re.findall(r"(?m)(?:-[a-z-]+|^  [A-Za-z_]+)(?:\.\.\.)? <[^>]+>|\{[a-z_]+\}|\[\[|list\[", text)
+    assert leaks == []
+    usage = text.splitlines()[0]
+    assert re.fullmatch(r"Usage: turnq [a-z-]+ \[OPTIONS\]( \[?[A-Z_]+\]?(\.\.\.)?)*", usage), usage
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_every_example_names_real_options(name: str) -> None:
+    import shlex
+
+    command = _commands()[name]
+    known = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    from turnq.cli.helptext import EXAMPLES
+
+    for line in EXAMPLES[name]:
+        words = shlex.split(line.split(" | ")[-1] if f"| turnq {name}" in line else line.split(" | ")[0])
+        words = words[: words.index(">")] if ">" in words else words
+        assert words[:2] == ["turnq", name], line
+        assert [w for w in words if w.startswith("-") and w != "-" and w not in known] == [], line
+
+
+@pytest.mark.parametrize("name", ["complete", "renew", "abandon"])
+def test_settling_commands_do_not_describe_replays(name: str) -> None:
+    text = ok(RUNNER.invoke(app, [name, "--help"]))
+    assert "--strict" in text and "replay" not in text
+    assert "replay" in ok(RUNNER.invoke(app, ["wake", "--help"]))
+
+
+def test_turnq_help_ends_with_exit_codes_and_environment() -> None:
+    from turnq.errors import ExitStatus
+
+    text = ok(RUNNER.invoke(app, ["--help"], env={"COLUMNS": "100"}))
+    exits, env = text.split("\n  Exit codes:\n", 1)[1].split("\n  Environment:\n", 1)
+    for name, status in ExitStatus.__members__.items():
+        assert f" {int(status)}  {name.lower()} " in exits
+    assert "141  (SIGPIPE)" in exits
+    names = [line.split()[0] for line in env.strip().splitlines()]
+    assert names == ["TURNQ_STORE", "TURNQ_NOW", "TURNQ_OWNER", "TURNQ_LOCK_TIMEOUT", "TURNQ_LOG",
+                     "TURNQ_LOG_MAX_ENTRIES"]
+
+
+def test_schema_takes_json_as_a_no_op() -> None:
+    assert ok(RUNNER.invoke(app, ["schema", "draft", "--json"])) == ok(RUNNER.invoke(app, ["schema", "draft"]))
+
+
+# --------------------------------------------------------------------------- vacuum --dry-run
+
+
+def test_vacuum_dry_run_shows_what_it_would_drop_and_keeps_it(tmp_path: Path) -> None:
+    ok(cli("enqueue", "s", "--text", "x", "--source-key", "k"))
+    ok(cli("complete", "--claim", ok(cli("claim", "s", "--json")).strip()))
+    before = (tmp_path / "turnq.json").read_bytes()
+    planned = json.loads(ok(cli("vacuum", "--dry-run", "--json")))
+    assert [t["source_key"] for t in planned["removed"]] == ["k"]
+    assert "Would drop 1 tombstone(s)" in ok(cli("vacuum", "--dry-run"))
+    assert (tmp_path / "turnq.json").read_bytes() == before
+    assert json.loads(ok(cli("vacuum", "--json"))) == planned  # the real run drops exactly those
+    assert json.loads(ok(cli("vacuum", "--dry-run", "--json"))) == {"removed": []}

@@ -246,12 +246,15 @@ def cancelled(batch: QueuedWorkBatch) -> None:
     console.print(batch_table(console, [batch]))
 
 
-def vacuumed(removed: list[Tombstone]) -> None:
+def vacuumed(removed: list[Tombstone], *, dry_run: bool = False) -> None:
     console = _console()
     if not removed:
         console.print("No tombstone to drop.")
         return
-    console.print(f"[bold]Dropped {len(removed)} tombstone(s)[/bold]; their source keys are free again.")
+    if dry_run:
+        console.print(Text(f"Would drop {len(removed)} tombstone(s) (dry run: nothing written).", style="bold"))
+    else:
+        console.print(f"[bold]Dropped {len(removed)} tombstone(s)[/bold]; their source keys are free again.")
     console.print(tombstone_table(console, removed))
 
 

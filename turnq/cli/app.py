@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import ExitStatus, TurnqError
+from .helptext import root_epilog
 
 
 class ReaderLeft(Exception):
@@ -25,6 +26,12 @@ class ReaderLeft(Exception):
 
 
 class TurnqGroup(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from .helptext import polish
+
+        polish(self.commands)
+
     def list_commands(self, ctx: Any) -> list[str]:
         # The registry's order (turnq.cli.MODULES), whichever module happened to load first.
         from . import COMMANDS, MODULES
@@ -127,6 +134,7 @@ app = typer.Typer(
     cls=TurnqGroup,
     name="turnq",
     help="A durable turn queue for LLM agent runtimes: enqueue, claim, complete and inspect queued work.",
+    epilog=root_epilog(),
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,

@@ -15,6 +15,7 @@ from ..errors import InvalidInput
 from . import output
 from .app import app
 from .options import (
+    ReplayStrictOpt,
     JsonOpt,
     LockTimeoutOpt,
     NowOpt,
@@ -224,7 +225,7 @@ def wake(
     dedupe_key: Annotated[Optional[str], typer.Option("--dedupe-key", help="[default: the wake id]")] = None,
     delay: DelayOpt = None,
     available_at: AvailableAtOpt = None,
-    strict: StrictOpt = False,
+    strict: ReplayStrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -253,7 +254,7 @@ def reset_session(
     session: Annotated[str, typer.Argument(help="Session to reset.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (shown to the runtime).")],
     idempotency_key: KeyOpt = None,
-    strict: StrictOpt = False,
+    strict: ReplayStrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -272,7 +273,7 @@ def refresh_tools(
     reason: Annotated[str, typer.Option("--reason", help="Why (shown to the runtime).")],
     expected_generation: Annotated[Optional[int], typer.Option("--expected-generation")] = None,
     idempotency_key: KeyOpt = None,
-    strict: StrictOpt = False,
+    strict: ReplayStrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,

@@ -31,6 +31,12 @@ LockTimeoutOpt = Annotated[str, typer.Option(
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="Refuse unknown JSON fields (exit 2) and replays with different payloads (exit 6).")]
 
+#: `--strict` where only one of its two refusals can happen.
+ClaimStrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Refuse unknown JSON fields in --claim (exit 2).")]
+ReplayStrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Refuse a replay of the same key with a different payload (exit 6).")]
+
 DEFAULT_STORE = "turnq.json"
 DEFAULT_LOCK_TIMEOUT = "10s"
 
