@@ -250,3 +250,11 @@ def test_vacuum_dry_run_shows_what_it_would_drop_and_keeps_it(tmp_path: Path) ->
     assert (tmp_path / "turnq.json").read_bytes() == before
     assert json.loads(ok(cli("vacuum", "--json"))) == planned  # the real run drops exactly those
     assert json.loads(ok(cli("vacuum", "--dry-run", "--json"))) == {"removed": []}
+
+
+def test_an_unreadable_store_points_to_doctor(tmp_path: Path) -> None:
+    (tmp_path / "turnq.json").write_text("{not json")
+    for args in (["inspect"], ["inspect", "--json"]):
+        result = cli(*args)
+        assert result.exit_code == 7 and "run 'turnq doctor' on this store" in result.stderr
+        assert len(result.stderr.splitlines()) == 1

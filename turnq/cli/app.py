@@ -66,7 +66,7 @@ class TurnqGroup(TyperGroup):
             # Output still buffered (`--json`, export, help) meets a reader that left here, not at exit.
             sys.stdout.flush()
         except TurnqError as err:
-            code = report_error(err.exit_status, err.message, json_mode)
+            code = report_error(err.exit_status, _with_hint(err), json_mode)
         except typer.Abort:
             code = report_error(ExitStatus.INTERNAL, "aborted", json_mode)
         except KeyboardInterrupt:
@@ -84,6 +84,13 @@ class TurnqGroup(TyperGroup):
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+
+def _with_hint(err: TurnqError) -> str:
+    """The message, and for an unreadable store where to look next."""
+    if err.exit_status == ExitStatus.STORE_UNREADABLE and "turnq doctor" not in err.message:
+        return f"{err.message} (run 'turnq doctor' on this store to see what is wrong)"
+    return err.message
 
 
 def exit_on_broken_pipe(write: Any) -> None:
