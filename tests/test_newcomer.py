@@ -258,3 +258,12 @@ def test_an_unreadable_store_points_to_doctor(tmp_path: Path) -> None:
         result = cli(*args)
         assert result.exit_code == 7 and "run 'turnq doctor' on this store" in result.stderr
         assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_delayed_enqueue_says_when_the_batch_becomes_claimable() -> None:
+    out = ok(cli("enqueue", "s", "--text", "later", "--delay", "1h30m"))
+    assert "Claimable from 2026-01-01T01:30:00.000Z (in 1h 30m)." in out
+    out = ok(cli("wake", "s", "--process-id", "p", "--sequence", "1", "--input", "w", "--available-at",
+                 "2026-01-02T00:00:00Z"))
+    assert "Claimable from 2026-01-02T00:00:00.000Z (in 1d)." in out
+    assert "Claimable" not in ok(cli("enqueue", "s", "--text", "now"))

@@ -185,6 +185,8 @@ def enqueued(results: list[EnqueueResult]) -> None:
                 "replayed_tombstone": "Already settled (a replay; nothing enqueued) in"}[result.outcome]
         console.print(f"[bold]{verb}[/bold] session [bold]{batch.session_id}[/bold]:")
         console.print(batch_table(console, [batch]))
+        if result.outcome == "enqueued" and batch.available_at_ms > batch.enqueued_at_ms:
+            console.print(Text(f"Claimable from {when(batch.available_at_ms, batch.enqueued_at_ms)}."))
 
 
 def command_receipt(result: EnqueueResult) -> None:
