@@ -204,12 +204,16 @@ def _command_of(batch: QueuedWorkBatch) -> str:
 # ----------------------------------------------------------------- claims
 
 
-def claim(made: QueuedWorkClaim | None, session: str, boundary: str, *, dry_run: bool, exact: bool) -> None:
+def claim(made: QueuedWorkClaim | None, session: str, boundary: str, *, dry_run: bool, exact: bool,
+          why: str | None = None) -> None:
     console = _console()
     if made is None:
-        why = "the named batches are not exactly what a claim would take now" if exact else "nothing claimable"
-        console.print(f"Nothing to claim in session [bold]{session}[/bold] at the {BOUNDARY_TITLE[boundary]}: "
-                      f"{why}. See 'turnq inspect {session}'.")
+        why = why or ("the named batches are not exactly what a claim would take now" if exact else
+                      "nothing claimable")
+        line = Text("Nothing to claim in session ")
+        line.append(session, style="bold")
+        line.append(f" at the {BOUNDARY_TITLE[boundary]}: {why}. See 'turnq explain {session}'.")
+        console.print(line)
         return
     title = "Would claim (dry run)" if dry_run else "Claimed"
     header = _fields_grid()

@@ -62,7 +62,12 @@ def claim(
     else:
         from .. import render
 
-        render.claim(made, session, boundary, dry_run=dry_run, exact=bool(batch))
+        why = None
+        if made is None:  # the claim rules, told (turnq explain): one line on why nothing was taken
+            from ..explain import nothing_to_claim
+
+            why = nothing_to_claim(queue.explain(session, max_batches=max_batches), boundary, exact)
+        render.claim(made, session, boundary, dry_run=dry_run, exact=bool(batch), why=why)
     if made is None:
         raise typer.Exit(EMPTY_EXIT)
 
