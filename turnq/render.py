@@ -42,6 +42,41 @@ class _Console(Console):
         # Rich would exit 1 on its own; let the CLI's one error map decide.
         raise BrokenPipeError
 
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if not self.is_terminal and "soft_wrap" not in kwargs and objects and \
+                all(isinstance(o, (str, Text)) for o in objects):
+            # A message piped or redirected stays one line per line: hard-wrapping it at the
+            # width (80 without COLUMNS) would break sentences and pad them with spaces.
+            kwargs["soft_wrap"] = True
+        super().print(*(fit_table(self, o) if isinstance(o, Table) else o for o in objects), **kwargs)
+
+
+def fit_table(console: Console, table: Table) -> Table:
+    """Leave out columns from the right until the table fits the width it is given, and say so in
+    its caption (Rich would squeeze them to nothing without a word)."""
+    left_out = []
+    while len(table.columns) > 1 and _least_width(console, table) > console.width:
+        column = table.columns.pop()
+        left_out.append(str(column.header))
+    if left_out:
+        note = (f"{len(left_out)} column(s) left out at {console.width} columns: {', '.join(reversed(left_out))} "
+                "(a wider terminal, COLUMNS=N or --json shows them)")
+        table.caption = f"{table.caption}\n{note}" if table.caption else note
+        table.caption_justify = "left"
+    return table
+
+
+def _least_width(console: Console, table: Table) -> int:
+    """The narrowest the table can be with every column readable: a no-wrap column at its full
+    width, any other at its longest word. (Rich's own minimum ignores no_wrap and then squeezes
+    such columns to nothing.) Rich's column measure is private: without it, nothing is left out."""
+    measure = getattr(table, "_measure_column", None)
+    extra = getattr(table, "_extra_width", None)
+    if measure is None or not isinstance(extra, int):
+        return 0
+    widths = [measure(console, console.options, column) for column in table.columns]
+    return extra + sum(m.maximum if c.no_wrap else m.minimum for c, m in zip(table.columns, widths))
+
 
 def _console() -> Console:
     return _Console(highlight=False, soft_wrap=False)
