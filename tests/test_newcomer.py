@@ -267,3 +267,43 @@ def test_a_delayed_enqueue_says_when_the_batch_becomes_claimable() -> None:
                  "2026-01-02T00:00:00Z"))
     assert "Claimable from 2026-01-02T00:00:00.000Z (in 1d)." in out
     assert "Claimable" not in ok(cli("enqueue", "s", "--text", "now"))
+
+
+# --------------------------------------------------------------------------- images in human views
+
+
+@pytest.mark.parametrize(("head", "kind"), [
+    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff\xe0", "JPEG"), (b"GIF89a", "GIF"),
+    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "WebP"), (b"\x00\x00\x00\x1cftypavif", "AVIF"), (b"<svg xmlns=", "SVG"),
+    (b"hello", "unknown type"), (b"", "unknown type"),
+])
+def test_image_type_from_magic_bytes(head: bytes, kind: str) -> None:
+    from turnq.images import image_type
+
+    assert image_type(head + b"\x00" * 32) == kind if head else image_type(b"") == kind
+
+
+def test_image_summary_is_one_line() -> None:
+    import hashlib
+
+    from turnq.images import summary
+
+    blob = b"\x89PNG\r\n\x1a\n" + bytes(100)
+    assert summary("shot", blob) == f"image shot: 108 bytes, PNG, sha256 {hashlib.sha256(blob).hexdigest()[:12]}"
+    assert summary("gone", None) == "image gone: no blob"
+
+
+def test_a_big_image_is_a_summary_in_every_human_view_and_bytes_in_json(tmp_path: Path) -> None:
+    blob = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 800  # a 200 KB "JPEG"
+    (tmp_path / "big.jpg").write_bytes(blob)
+    line = "image big: 204804 bytes, JPEG, sha256 "
+    out = ok(cli("enqueue", "s", "--text", "see", "--image", "big=big.jpg", env={"COLUMNS": "200"}))
+    assert line in out
+    batch_id = json.loads(ok(cli("inspect", "s", "--json")))["batches"][0]["batch"]["batch_id"]
+    shown = ok(cli("inspect", "s", "--batch", batch_id))
+    assert line in shown and len(shown.splitlines()) < 60
+    assert line in ok(cli("inspect", "s", env={"COLUMNS": "200"}))
+    claimed = ok(cli("claim", "s", "--dry-run", env={"COLUMNS": "200"}))
+    assert f"[{line}" in claimed and len(claimed.splitlines()) < 40
+    wire = json.loads(ok(cli("inspect", "s", "--batch", batch_id, "--json")))
+    assert wire["batch"]["items"][0]["payload"]["input"]["image_blobs"]["big"] == list(blob)

@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .images import summary as image_summary
 from .clock import format_duration, format_time
 from .engine import EnqueueResult
 from .materialize import CheckpointWork, TurnWork, materialize
@@ -127,9 +128,7 @@ def item_summary(batch: QueuedWorkBatch) -> str:
                 if isinstance(entry, TextItem):
                     parts.append(f'"{_clip(entry.text)}"')
                 elif isinstance(entry, ImageRefItem):
-                    blob = payload.input.image_blobs.get(entry.id)
-                    size = f" {len(blob)} B" if blob is not None else " (no blob)"
-                    parts.append(f"image {entry.id}{size}")
+                    parts.append(image_summary(entry.id, payload.input.image_blobs.get(entry.id)))
         elif isinstance(payload, ProcessWakePayload):
             wake = payload.wake
             parts.append(f"wake {wake.process_id} {wake.event_type} #{wake.sequence}")
@@ -327,8 +326,8 @@ def work_panel(work: TurnWork | CheckpointWork, boundary: str) -> Panel:
                     parts.append(Text("  " + entry.text.replace("\n", "\n  ")))
                 else:
                     blob = turn_input.image_blobs.get(entry.id)
-                    parts.append(Text(f"  [image {entry.id}: " + (f"{len(blob)} bytes]" if blob is not None
-                                                                   else "no blob, dropped]"), style="dim"))
+                    line = image_summary(entry.id, blob) + (", dropped" if blob is None else "")
+                    parts.append(Text(f"  [{line}]", style="dim"))
         title = "What the runtime gets at the idle boundary"
     else:
         for message in work.messages:
@@ -427,5 +426,16 @@ def batch_detail(shown: BatchView, console: Console | None = None) -> None:
         grid.add_row("lease", f"claimed {format_time(lease.claimed_at_ms)}, expires {format_time(lease.expires_at_ms)}")
     console.print(Panel(grid, title=f"Batch {batch.enqueue_seq}", title_align="left", expand=False))
     for index, item in enumerate(batch.items):
-        console.print(Panel(JSON(item.payload.to_wire_json()), title=f"item {index}: {item.payload.type}",
-                            title_align="left", expand=False))
+        console.print(Panel(JSON.from_data(_payload_for_people(item.payload)),
+                            title=f"item {index}: {item.payload.type}", title_align="left", expand=False))
+
+
+def _payload_for_people(payload: Any) -> Any:
+    """The payload's wire form, each image blob (a list of byte values) as its one-line summary."""
+    if not isinstance(payload, TurnInputPayload) or not payload.input.image_blobs:
+        return payload.to_wire()
+    blobs = payload.input.image_blobs
+    bare = payload.model_copy(update={"input": payload.input.model_copy(update={"image_blobs": {}})})
+    data = bare.to_wire()
+    data["input"]["image_blobs"] = {key: image_summary(key, blobs[key]) for key in sorted(blobs)}
+    return data
