@@ -307,3 +307,78 @@ def test_a_big_image_is_a_summary_in_every_human_view_and_bytes_in_json(tmp_path
     assert f"[{line}" in claimed and len(claimed.splitlines()) < 40
     wire = json.loads(ok(cli("inspect", "s", "--batch", batch_id, "--json")))
     assert wire["batch"]["items"][0]["payload"]["input"]["image_blobs"]["big"] == list(blob)
+
+
+# --------------------------------------------------------------------------- large results, progress
+
+
+def _big_fixture(tmp_path: Path, per_session: int) -> Path:
+    doc = {"now": NOW_TEXT, "sessions": [{"id": f"s{n}", "drafts": [{"text": f"t{i}"} for i in range(per_session)]}
+                                         for n in range(2)]}
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_large_import_is_summarised(tmp_path: Path) -> None:
+    _big_fixture(tmp_path, 25)
+    out = ok(cli("import", "big.json", env={"COLUMNS": "200"}))
+    lines = out.splitlines()
+    assert "Drafts per session" in out and any(line.split() == ["s1", "25"] for line in lines)
+    assert sum("sessions[" in line for line in lines) == 10
+    assert "… and 40 more draft(s) (--json lists every one)" in out
+    assert len(json.loads(ok(cli("import", "big.json", "--store", "other.json", "--json")))["enqueued"]) == 50
+
+
+def test_a_small_import_lists_every_row(tmp_path: Path) -> None:
+    _big_fixture(tmp_path, 3)
+    out = ok(cli("import", "big.json", env={"COLUMNS": "200"}))
+    assert sum("sessions[" in line for line in out.splitlines()) == 6 and "more" not in out
+
+
+def _in_pty(args: list[str], cwd: Path) -> tuple[int, str, str]:
+    """Run turnq with stderr on a terminal (a pty) and stdout on a pipe."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", "from turnq.cli import main; main()", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "TURNQ_NOW": NOW_TEXT,
+                                                                       "TERM": "xterm"})
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    code = proc.wait(timeout=60)
+    os.close(master)
+    return code, out, seen.decode(errors="replace")
+
+
+@pytest.mark.parametrize("command", ["import", "migrate"])
+def test_progress_shows_on_a_terminal_only(tmp_path: Path, command: str) -> None:
+    _big_fixture(tmp_path, 1500)
+    args = (["import", "big.json", "--store", "a.json"] if command == "import" else
+            ["migrate", "--from", "seed.json", "--to", "b.json"])
+    if command == "migrate":
+        ok(cli("import", "big.json", "--store", "seed.json"))
+    label = "Importing" if command == "import" else "Migrating"
+    code, out, terminal = _in_pty(args, tmp_path)
+    assert code == 0 and label in terminal and label not in out
+    for extra in ([], ["--json"]):  # piped stderr, or --json: no bar
+        piped = subprocess.run([sys.executable, "-c", "from turnq.cli import main; main()",
+                                *[a.replace(".json", "2.json") if a in ("a.json", "b.json") else a for a in args],
+                                *extra], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "TURNQ_NOW": NOW_TEXT})
+        assert piped.returncode == 0 and piped.stderr == ""
+        (tmp_path / ("a2.json" if command == "import" else "b2.json")).unlink()

@@ -69,14 +69,18 @@ def fit_table(console: Console, table: Table) -> Table:
 
 def _least_width(console: Console, table: Table) -> int:
     """The narrowest the table can be with every column readable: a no-wrap column at its full
-    width, any other at its longest word. (Rich's own minimum ignores no_wrap and then squeezes
-    such columns to nothing.) Rich's column measure is private: without it, nothing is left out."""
+    width, any other at its longest word or a few characters. (Rich's own minimum ignores no_wrap
+    and then squeezes such columns to nothing.) Rich's column measure is private: without it, nothing is left out."""
     measure = getattr(table, "_measure_column", None)
     extra = getattr(table, "_extra_width", None)
     if measure is None or not isinstance(extra, int):
         return 0
     widths = [measure(console, console.options, column) for column in table.columns]
-    return extra + sum(m.maximum if c.no_wrap else m.minimum for c, m in zip(table.columns, widths))
+    # a wrapping column can also fold a long word (an id): a few characters keep it readable
+    return extra + sum(m.maximum if c.no_wrap else min(m.minimum, _READABLE) for c, m in zip(table.columns, widths))
+
+
+_READABLE = 10
 
 
 def _console() -> Console:

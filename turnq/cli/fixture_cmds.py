@@ -40,7 +40,10 @@ def import_(
         fixture = fixtures.parse(document, base_dir=Path.cwd())
     else:
         fixture = fixtures.parse_file(file, fmt)
-    result = fixtures.build(fixture, queue.store, now_ms=now_ms)
+    from ..render_progress import progress_bar, wanted
+
+    with progress_bar("Importing", wanted(json_out)) as advance:
+        result = fixtures.build(fixture, queue.store, now_ms=now_ms, progress=advance)
     if json_out:
         output.emit_json(result.to_wire())
         return
