@@ -382,3 +382,57 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path, command: str) -> None
                                env={**os.environ, "TURNQ_NOW": NOW_TEXT})
         assert piped.returncode == 0 and piped.stderr == ""
         (tmp_path / ("a2.json" if command == "import" else "b2.json")).unlink()
+
+
+# --------------------------------------------------------------------------- wrapping and width
+
+
+def test_piped_messages_never_wrap_mid_sentence() -> None:
+    ok(cli("enqueue", "s", "--text", "x", "--delay", "10m"))
+    out = cli("claim", "s", env={"COLUMNS": None}).stdout  # CliRunner's stdout is not a terminal: 80 columns
+    line = out.splitlines()[0]
+    assert len(out.splitlines()) == 1 and len(line) > 80 and line.endswith("See 'turnq explain s'.")
+
+
+@pytest.mark.parametrize("width", [40, 60])
+def test_a_table_that_cannot_fit_says_which_columns_it_left_out(width: int) -> None:
+    ok(cli("enqueue", "s", "--text", "x"))
+    ok(cli("claim", "s"))
+    out = ok(cli("log", env={"COLUMNS": str(width)}))
+    assert max(len(line.rstrip()) for line in out.splitlines()) <= width
+    note = " ".join(out.split("column(s) left out at", 1)[1].split())
+    assert note.startswith(f"{width} columns:") and "details" in note and "--json shows them" in note
+    assert "left out" not in ok(cli("log", env={"COLUMNS": "200"}))
+
+
+# --------------------------------------------------------------------------- nothing to claim
+
+
+@pytest.mark.parametrize(("setup", "boundary", "reason"), [
+    ([], "idle", "the session is empty"),
+    ([["enqueue", "s", "--text", "x", "--delay", "90m"]], "idle",
+     "seq 1 is delayed until 2026-01-01T01:30:00.000Z"),
+    ([["enqueue", "s", "--text", "x"], ["claim", "s", "--owner", "w1"]], "idle",
+     "seq 1 is held by w1 (claim qwc:1:1, fencing token 1) until 2026-01-01T00:15:00.000Z"),
+    ([["enqueue", "s", "--text", "x"]], "active_turn_checkpoint",
+     "the head (seq 1) is after_current_turn_commit and waits for the idle boundary"),
+])
+def test_nothing_to_claim_says_why_in_one_line(setup: list[list[str]], boundary: str, reason: str) -> None:
+    for args in setup:
+        ok(cli(*args))
+    result = cli("claim", "s", "--boundary", boundary)
+    assert result.exit_code == 3
+    assert result.stdout.count("\n") == 1 and f": {reason}. See 'turnq explain s'." in result.stdout
+
+
+def test_nothing_to_claim_names_the_exclusive_head_that_blocks_a_named_batch() -> None:
+    ok(cli("enqueue", "s", "--text", "alone", "--slot", "exclusive", "--delivery", "earliest_safe_boundary"))
+    second = json.loads(ok(cli("enqueue", "s", "--text", "y", "--delivery", "earliest_safe_boundary", "--json")))
+    result = cli("claim", "s", "--batch", second["batch_id"], env={"COLUMNS": "300"})
+    assert result.exit_code == 3
+    assert "seq 2 is not in the run (the head qwb:" in result.stdout and "slot policy exclusive" in result.stdout
+
+
+def test_turnq_alone_still_shows_the_help() -> None:
+    done = turnq()
+    assert done.returncode == 2 and "Usage: turnq" in done.stdout + done.stderr
