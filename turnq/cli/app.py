@@ -166,8 +166,12 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+VersionOpt = Annotated[bool, typer.Option(
+    "--version", "-V", is_eager=True, callback=_show_version, help="Print turnq's version and exit.")]
+
+
 @app.callback()
-def _root(version: Annotated[bool, typer.Option(
-        "--version", "-V", is_eager=True, callback=_show_version, help="Print turnq's version and exit.")] = False,
-          ) -> None:
-    pass
+def _root(version: VersionOpt = False) -> None:
+    # Only carries the group's own options (--version is handled by its eager callback);
+    # the group's help text is the one given to typer.Typer above.
+    return None
