@@ -90,8 +90,8 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str]]] = {
 
 #: kind of value → malformed values
 BAD_VALUES: dict[str, list[str]] = {
-    "time": ["yesterday", "-5", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00", "1e3", str(2**64)],
-    "duration": ["-1", "abc", "1.5s", "10y", "", "-5m", str(2**64)],
+    "time": ["yesterday", "-5", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00", "1e3", str(2**64), "1764500000"],  # the last: epoch seconds
+    "duration": ["-1", "abc", "1.5ms", "10y", "", "-5m", str(2**64)],
     "delivery": ["bogus", "", "EARLIEST_SAFE_BOUNDARY"],
     "slot": ["wide", ""],
     "boundary": ["noon", "", "IDLE"],

@@ -96,6 +96,11 @@ def test_parse_time_refusal_messages_explain() -> None:
         ("0s", 0),
         (" 10 s ", 10_000),
         ("007s", 7_000),
+        ("1h30m", 5_400_000),  # compound, largest unit first
+        ("2h 5m", 7_500_000),  # as format_duration prints it
+        ("1d2h3m4s5ms", 93_784_005),
+        ("1.5s", 1_500),
+        ("0.25m", 15_000),
     ],
 )
 def test_parse_duration(text: str, expected: int) -> None:
@@ -104,12 +109,28 @@ def test_parse_duration(text: str, expected: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["-1", "-5s", "1.5s", "1.5", "abc", "", " ", "10x", "s", "ms", "30S", "15M", "2 h m", "1e3", "+5s",
-     "5s5", "1h30m", "99999999999999999999d"],
+    ["-1", "-5s", "abc", "", " ", "10x", "s", "ms", "30S", "15M", "2 h m", "1e3", "+5s",
+     "5s5", "99999999999999999999d", "30m1h", "1m1m", "1.5", "1.0005s", "1.s", "5 5s", "9" * 5000 + "s"],
 )
 def test_parse_duration_refusals(text: str) -> None:
     with pytest.raises(InvalidInput):
         parse_duration(text)
+
+
+def test_parse_duration_refusals_say_why() -> None:
+    with pytest.raises(InvalidInput, match="largest first"):
+        parse_duration("30m1h")
+    with pytest.raises(InvalidInput, match="whole number of milliseconds"):
+        parse_duration("1.0005s")
+
+
+def test_epoch_seconds_slip_is_spotted() -> None:
+    from turnq.clock import seconds_slip
+
+    hint = seconds_slip("1764500000")
+    assert hint is not None and "epoch seconds" in hint and "1764500000000" in hint and "2025-11-30" in hint
+    assert seconds_slip("1764500000000") is None  # real milliseconds
+    assert seconds_slip("1500") is None and seconds_slip("2026-01-01T00:00:00Z") is None
 
 
 def test_parse_duration_too_large_names_it() -> None:

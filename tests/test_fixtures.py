@@ -154,7 +154,7 @@ def test_import_of_drafts_into_a_store_that_has_work_appends_and_replays(tmp_pat
 
 def test_import_reads_stdin_with_format(tmp_path: Path) -> None:
     doc = 'now = 1767225600000\n[[sessions]]\nid = "s"\ndrafts = [{ text = "from stdin" }]\n'
-    assert cli("import", "-", "--store", tmp_path / "s.json").exit_code == 2  # needs --format
+    assert cli("import", "-", "--store", tmp_path / "s.json").exit_code == 2  # empty stdin is no fixture
     result = cli("import", "-", "--format", "toml", "--store", tmp_path / "s.json", input=doc)
     assert result.exit_code == 0, result.stderr
     assert "1 draft(s)" in result.stdout

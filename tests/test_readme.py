@@ -95,3 +95,41 @@ def test_the_readme_session_is_real_output(tmp_path) -> None:
         printed = result.stderr + result.stdout  # as a terminal shows them: the notes come first
         assert [line.rstrip() for line in printed.splitlines()] == [line.rstrip() for line in shown.splitlines()], \
             command
+
+
+def test_the_postgresql_start_is_one_quiet_line_without_postgresql(tmp_path) -> None:
+    """README's second command on a machine without PostgreSQL: no shell errors, one line."""
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text()
+    start_here = readme.split("## Start here", 1)[1].split("\n## ", 1)[0]
+    second = re.findall(r"```bash\n(.*?)\n```", start_here, re.S)[1]
+    start_pg = second.split("; . .venv/bin/activate", 1)[0]
+    # an empty PATH: no pg_isready, no pg_ctlcluster, not even ls
+    done = subprocess.run(["/bin/bash", "-c", start_pg], env={"PATH": str(tmp_path)}, capture_output=True,
+                          text=True, timeout=30)
+    assert (done.stdout, done.stderr) == ("no PostgreSQL server: its tests will skip\n", "")
+
+
+def test_readme_links_only_files_a_clone_has() -> None:
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#][^)]*)\)", readme)
+    local = [t for t in targets if not t.startswith(("http://", "https://"))]
+    assert local and [t for t in local if not (ROOT / t).exists()] == []
+    assert re.findall(r"`?spec/[a-z]+\.(?:md|jsonl)", readme) == []  # the spec is not in the repository
+
+
+def test_readme_says_which_commands_take_store_now_and_json() -> None:
+    """The README's sentence on the common options matches the commands."""
+    from typer.main import get_command
+
+    from turnq.cli import app
+
+    options = {name: {o for p in command.params for o in getattr(p, "opts", [])}
+               for name, command in get_command(app).commands.items()}  # type: ignore[attr-defined]
+    assert {n for n, o in options.items() if "--store" not in o} == {"diff", "migrate", "schema"}
+    assert {n for n, o in options.items() if "--now" not in o} == {"schema"}
+    assert {n for n, o in options.items() if "--json" not in o} == {"watch"}
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "`diff` takes its two stores as arguments, `migrate` as `--from`/`--to`, and `schema` reads none" in readme
+    assert "Every command but `schema` takes `--now TIME`, and every one but `watch`" in readme

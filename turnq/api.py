@@ -288,7 +288,13 @@ class Queue:
         return self._audited(session_id, {"op": "cancel", "session_id": session_id, "batch_ids": [batch_id]},
                              action)
 
-    def vacuum(self, session_id: str | None = None, *, older_than_ms: int | None = None) -> list[Tombstone]:
+    def vacuum(self, session_id: str | None = None, *, older_than_ms: int | None = None,
+               dry_run: bool = False) -> list[Tombstone]:
+        """Drop tombstones (freeing their source keys); `dry_run` returns the ones it would drop
+        and changes nothing."""
+        if dry_run:  # the same selection, on a state that is never saved
+            return engine.vacuum(self.store.read(session_id), session_id, older_than_ms, self.clock.now_ms())
+
         def action(state: QueueState, now: int) -> list[Tombstone]:
             removed = engine.vacuum(state, session_id, older_than_ms, now)
             by_session: dict[str, list[Tombstone]] = {}

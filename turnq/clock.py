@@ -74,21 +74,50 @@ def parse_time(text: str) -> int:
 
 
 _MS = timedelta(milliseconds=1)
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_TERM = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
 _UNIT_MS = {None: 1, "ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_UNIT_ORDER = ("d", "h", "m", "s", "ms")
 
 
 def parse_duration(text: str) -> int:
-    """Milliseconds (`1500`) or a whole number with a unit: `250ms`, `30s`, `15m`, `2h`, `1d`."""
-    match = _DURATION.match(text)
-    if not match:
-        raise InvalidInput(
-            f"invalid duration {text!r}: give milliseconds or a number with a unit (250ms, 30s, 15m, 2h)"
-        )
-    value = int(match.group(1)) * _UNIT_MS[match.group(2)]
-    if value > U64_MAX:
+    """Milliseconds (`1500`), or numbers with units, largest first: `250ms`, `30s`, `1.5s`, `1h30m`,
+    `2h 5m` (as `format_duration` prints them). The total must be whole milliseconds."""
+    terms, pos = [], 0
+    while pos < len(text) or not terms:
+        match = _TERM.match(text, pos)
+        if not match or match.end() == pos:
+            raise InvalidInput(f"invalid duration {text!r}: give milliseconds or numbers with units "
+                               "(250ms, 1.5s, 15m, 1h30m)")
+        terms.append((match.group(1), match.group(2)))
+        pos = match.end()
+    units = [unit for _, unit in terms]
+    ranks = [_UNIT_ORDER.index(unit) for unit in units if unit is not None]
+    if (len(terms) > 1 and None in units) or ranks != sorted(set(ranks)):
+        raise InvalidInput(f"invalid duration {text!r}: give each unit once, largest first (1h30m, 2m30s)")
+    if any(len(number) > 40 for number, _ in terms):  # beyond u64 anyway; int() refuses 4300+ digits
         raise InvalidInput(f"duration {text!r} is too large")
-    return value
+    from fractions import Fraction
+
+    total = sum(Fraction(number) * _UNIT_MS[unit] for number, unit in terms)
+    if total.denominator != 1:
+        raise InvalidInput(f"invalid duration {text!r}: it is not a whole number of milliseconds")
+    if total > U64_MAX:
+        raise InvalidInput(f"duration {text!r} is too large")
+    return int(total)
+
+
+#: Epoch values that read as 1970-01-12..1973-03-03 in milliseconds but 2001..5138 in seconds.
+_SECONDS_SLIP = range(10**9, 10**11)
+
+
+def seconds_slip(text: str) -> str | None:
+    """A hint when an epoch-milliseconds value is far more plausible as epoch seconds, else None."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) not in _SECONDS_SLIP:
+        return None
+    ms = int(text) * 1000
+    return (f"{text} is epoch milliseconds {format_time(int(text))}, which looks like epoch seconds; "
+            f"for {format_time(ms)} give {ms} (milliseconds) or an RFC 3339 time")
 
 
 def format_time(ms: int) -> str:

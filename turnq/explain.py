@@ -203,6 +203,37 @@ def _summary(batches: list[StoredBatch], boundary: str, run_ids: list[str], reas
     return f"a claim at {boundary} takes nothing: every batch is held or delayed"
 
 
+def nothing_to_claim(shown: Explanation, boundary: str, named: list[str] | None = None) -> str:
+    """One line on why a claim at `boundary` takes nothing now (or, with `named`, why those
+    batches are not exactly what it would take): empty, delayed, held, the head waiting for the
+    idle boundary, or the batch that keeps a named one out (an exclusive head, ...)."""
+    by_id = {b.batch_id: b for b in shown.batches}
+    if named:
+        run = shown.runs[boundary]
+        out = next((by_id[i] for i in named if i in by_id and by_id[i].reasons[boundary].code != "claimable"), None)
+        takes = f"a claim takes [{', '.join(run)}] now" if run else "a claim takes nothing now"
+        if out is None:
+            return f"the named batches are not the run a claim would take: {takes}"
+        return f"seq {out.enqueue_seq} is not in the run ({out.reasons[boundary].text}); {takes}"
+    if not shown.batches:
+        return "the session is empty"
+    if shown.max_batches <= 0:
+        return "max_batches is 0: a claim takes nothing"
+    waiting = next((b for b in shown.batches if b.reasons[boundary].code == "after_commit_at_checkpoint"), None)
+    if waiting is not None:
+        return (f"the head (seq {waiting.enqueue_seq}) is after_current_turn_commit and waits for the idle "
+                "boundary")
+    blocked = [b for b in shown.batches if b.reasons[boundary].code in ("held", "delayed")]
+    if not blocked:
+        return shown.summary[boundary]
+    soonest = min(blocked, key=lambda b: b.reasons[boundary].fields.get(
+        "expires_at_ms", b.reasons[boundary].fields.get("available_at_ms", 0)))
+    if len(blocked) == 1:
+        return f"seq {soonest.enqueue_seq} is {soonest.reasons[boundary].text}"
+    return (f"all {len(blocked)} batches are held or delayed; the first to free up is seq {soonest.enqueue_seq}, "
+            f"{soonest.reasons[boundary].text}")
+
+
 def _merge(key: str | MergeGroup) -> str:
     return f"group:{key.group}" if isinstance(key, MergeGroup) else str(key)
 

@@ -28,7 +28,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import engine, ids, models, wirejson
 from .clock import (
@@ -142,6 +142,13 @@ def format_of(path: str | Path, given: str | None = None) -> str:
     if suffix in (".toml", ".json"):
         return suffix[1:]
     raise InvalidInput(f"{path}: cannot tell the fixture's format from its name: give --format toml|json")
+
+
+def sniff_format(raw: bytes) -> str:
+    """JSON or TOML, for input without a name (stdin): a fixture in JSON is one object, so its
+    first non-blank character is `{`; a TOML document never starts with one."""
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    return "json" if head == b"{" else "toml"
 
 
 def load_document(path: str | Path, fmt: str | None = None) -> Any:
@@ -524,12 +531,14 @@ class _FrozenClock:
         return self._now
 
 
-def build(fixture: Fixture, store: Store, *, now_ms: int | None = None) -> ImportResult:
+def build(fixture: Fixture, store: Store, *, now_ms: int | None = None,
+          progress: Callable[[int, int], None] | None = None) -> ImportResult:
     """Build a parsed fixture into a store, in one transaction: all of it, or nothing.
 
-    The clock is `now_ms` (e.g. `--now`), else the fixture's `now`, else the real time read once."""
+    The clock is `now_ms` (e.g. `--now`), else the fixture's `now`, else the real time read once.
+    `progress(done, total)` is called as drafts and claims are built (the CLI's progress bar)."""
     with store.transaction(None) as state:
-        result = _build_into(fixture, state, _clock(fixture, now_ms), store.location)
+        result = _build_into(fixture, state, _clock(fixture, now_ms), store.location, progress)
         state.changed = True
     return result
 
@@ -547,8 +556,12 @@ def _clock(fixture: Fixture, now_ms: int | None) -> Clock:
     return FixedClock(when) if when is not None else _FrozenClock()
 
 
-def _build_into(fixture: Fixture, state: QueueState, clock: Clock, location: str) -> ImportResult:
+def _build_into(fixture: Fixture, state: QueueState, clock: Clock, location: str,
+                progress: Callable[[int, int], None] | None = None) -> ImportResult:
     from .api import Queue
+
+    total = sum(len(session.drafts) + len(session.claims) for session in fixture.sessions)
+    report = progress or (lambda done, total: None)
 
     now = clock.now_ms()
     batches = tombstones = 0
@@ -565,8 +578,10 @@ def _build_into(fixture: Fixture, state: QueueState, clock: Clock, location: str
     for session in fixture.sessions:
         for spec in session.drafts:
             results.append((spec.where, _located(spec.where, lambda s=spec: _enqueue(queue, s, now))))
+            report(len(results) + len(claims), total)
         for claim_spec in session.claims:
             claims.append(_located(claim_spec.where, lambda c=claim_spec, sid=session.session_id: _take(queue, sid, c)))
+            report(len(results) + len(claims), total)
     return ImportResult(location, now, results, claims, batches, tombstones)
 
 

@@ -12,7 +12,7 @@ one `migrate` entry.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .diff import diff_states
 from .errors import InvalidInput
@@ -54,12 +54,21 @@ def _is_empty(state: QueueState) -> bool:
     return not state.sessions and not state.tombstones and state.next_seq <= 1
 
 
-def migrate(source: Store, target: Store, *, now_ms: int, replace: bool = False) -> Migration:
+#: The steps `migrate` reports to its `progress` callback: read, write, verify.
+STEPS = 3
+
+
+def migrate(source: Store, target: Store, *, now_ms: int, replace: bool = False,
+            progress: Callable[[int, int], None] | None = None) -> Migration:
     """Copy `source` into `target` (refused, InvalidInput, when the target holds anything and
-    `replace` is false), then read both back and compare them."""
+    `replace` is false), then read both back and compare them. `progress(step, STEPS)` is
+    called after each step."""
+    report = progress or (lambda done, total: None)
     if source.location == target.location:
         raise InvalidInput(f"--to: {target.location} is the store being copied (--from)")
+    report(0, STEPS)
     copied = source.read()
+    report(1, STEPS)
     batches, claims, tombstones = _counts(copied)
     with target.transaction(None) as state:
         old_batches, _old_claims, old_tombstones = _counts(state)
@@ -74,7 +83,9 @@ def migrate(source: Store, target: Store, *, now_ms: int, replace: bool = False)
         state.changed = True
         state.record("migrate", now_ms, None, [], source=source.location, batches=batches, claims=claims,
                      tombstones=tombstones, replaced=old_batches + old_tombstones if replace else None)
+    report(2, STEPS)
     differences = verify(source, target)
+    report(3, STEPS)
     return Migration(
         source=source.location, target=target.location, sessions=len(copied.session_ids()), batches=batches,
         claims=claims, tombstones=tombstones, next_enqueue_seq=copied.next_seq,

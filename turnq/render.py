@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .images import summary as image_summary
 from .clock import format_duration, format_time
 from .engine import EnqueueResult
 from .materialize import CheckpointWork, TurnWork, materialize
@@ -41,6 +42,45 @@ class _Console(Console):
     def on_broken_pipe(self) -> None:
         # Rich would exit 1 on its own; let the CLI's one error map decide.
         raise BrokenPipeError
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if not self.is_terminal and "soft_wrap" not in kwargs and objects and \
+                all(isinstance(o, (str, Text)) for o in objects):
+            # A message piped or redirected stays one line per line: hard-wrapping it at the
+            # width (80 without COLUMNS) would break sentences and pad them with spaces.
+            kwargs["soft_wrap"] = True
+        super().print(*(fit_table(self, o) if isinstance(o, Table) else o for o in objects), **kwargs)
+
+
+def fit_table(console: Console, table: Table) -> Table:
+    """Leave out columns from the right until the table fits the width it is given, and say so in
+    its caption (Rich would squeeze them to nothing without a word)."""
+    left_out = []
+    while len(table.columns) > 1 and _least_width(console, table) > console.width:
+        column = table.columns.pop()
+        left_out.append(str(column.header))
+    if left_out:
+        note = (f"{len(left_out)} column(s) left out at {console.width} columns: {', '.join(reversed(left_out))} "
+                "(a wider terminal, COLUMNS=N or --json shows them)")
+        table.caption = f"{table.caption}\n{note}" if table.caption else note
+        table.caption_justify = "left"
+    return table
+
+
+def _least_width(console: Console, table: Table) -> int:
+    """The narrowest the table can be with every column readable: a no-wrap column at its full
+    width, any other at its longest word or a few characters. (Rich's own minimum ignores no_wrap
+    and then squeezes such columns to nothing.) Rich's column measure is private: without it, nothing is left out."""
+    measure = getattr(table, "_measure_column", None)
+    extra = getattr(table, "_extra_width", None)
+    if measure is None or not isinstance(extra, int):
+        return 0
+    widths = [measure(console, console.options, column) for column in table.columns]
+    # a wrapping column can also fold a long word (an id): a few characters keep it readable
+    return extra + sum(m.maximum if c.no_wrap else min(m.minimum, _READABLE) for c, m in zip(table.columns, widths))
+
+
+_READABLE = 10
 
 
 def _console() -> Console:
@@ -92,9 +132,7 @@ def item_summary(batch: QueuedWorkBatch) -> str:
                 if isinstance(entry, TextItem):
                     parts.append(f'"{_clip(entry.text)}"')
                 elif isinstance(entry, ImageRefItem):
-                    blob = payload.input.image_blobs.get(entry.id)
-                    size = f" {len(blob)} B" if blob is not None else " (no blob)"
-                    parts.append(f"image {entry.id}{size}")
+                    parts.append(image_summary(entry.id, payload.input.image_blobs.get(entry.id)))
         elif isinstance(payload, ProcessWakePayload):
             wake = payload.wake
             parts.append(f"wake {wake.process_id} {wake.event_type} #{wake.sequence}")
@@ -185,6 +223,8 @@ def enqueued(results: list[EnqueueResult]) -> None:
                 "replayed_tombstone": "Already settled (a replay; nothing enqueued) in"}[result.outcome]
         console.print(f"[bold]{verb}[/bold] session [bold]{batch.session_id}[/bold]:")
         console.print(batch_table(console, [batch]))
+        if result.outcome == "enqueued" and batch.available_at_ms > batch.enqueued_at_ms:
+            console.print(Text(f"Claimable from {when(batch.available_at_ms, batch.enqueued_at_ms)}."))
 
 
 def command_receipt(result: EnqueueResult) -> None:
@@ -202,12 +242,16 @@ def _command_of(batch: QueuedWorkBatch) -> str:
 # ----------------------------------------------------------------- claims
 
 
-def claim(made: QueuedWorkClaim | None, session: str, boundary: str, *, dry_run: bool, exact: bool) -> None:
+def claim(made: QueuedWorkClaim | None, session: str, boundary: str, *, dry_run: bool, exact: bool,
+          why: str | None = None) -> None:
     console = _console()
     if made is None:
-        why = "the named batches are not exactly what a claim would take now" if exact else "nothing claimable"
-        console.print(f"Nothing to claim in session [bold]{session}[/bold] at the {BOUNDARY_TITLE[boundary]}: "
-                      f"{why}. See 'turnq inspect {session}'.")
+        why = why or ("the named batches are not exactly what a claim would take now" if exact else
+                      "nothing claimable")
+        line = Text("Nothing to claim in session ")
+        line.append(session, style="bold")
+        line.append(f" at the {BOUNDARY_TITLE[boundary]}: {why}. See 'turnq explain {session}'.")
+        console.print(line)
         return
     title = "Would claim (dry run)" if dry_run else "Claimed"
     header = _fields_grid()
@@ -246,12 +290,15 @@ def cancelled(batch: QueuedWorkBatch) -> None:
     console.print(batch_table(console, [batch]))
 
 
-def vacuumed(removed: list[Tombstone]) -> None:
+def vacuumed(removed: list[Tombstone], *, dry_run: bool = False) -> None:
     console = _console()
     if not removed:
         console.print("No tombstone to drop.")
         return
-    console.print(f"[bold]Dropped {len(removed)} tombstone(s)[/bold]; their source keys are free again.")
+    if dry_run:
+        console.print(Text(f"Would drop {len(removed)} tombstone(s) (dry run: nothing written).", style="bold"))
+    else:
+        console.print(f"[bold]Dropped {len(removed)} tombstone(s)[/bold]; their source keys are free again.")
     console.print(tombstone_table(console, removed))
 
 
@@ -283,8 +330,8 @@ def work_panel(work: TurnWork | CheckpointWork, boundary: str) -> Panel:
                     parts.append(Text("  " + entry.text.replace("\n", "\n  ")))
                 else:
                     blob = turn_input.image_blobs.get(entry.id)
-                    parts.append(Text(f"  [image {entry.id}: " + (f"{len(blob)} bytes]" if blob is not None
-                                                                   else "no blob, dropped]"), style="dim"))
+                    line = image_summary(entry.id, blob) + (", dropped" if blob is None else "")
+                    parts.append(Text(f"  [{line}]", style="dim"))
         title = "What the runtime gets at the idle boundary"
     else:
         for message in work.messages:
@@ -383,5 +430,16 @@ def batch_detail(shown: BatchView, console: Console | None = None) -> None:
         grid.add_row("lease", f"claimed {format_time(lease.claimed_at_ms)}, expires {format_time(lease.expires_at_ms)}")
     console.print(Panel(grid, title=f"Batch {batch.enqueue_seq}", title_align="left", expand=False))
     for index, item in enumerate(batch.items):
-        console.print(Panel(JSON(item.payload.to_wire_json()), title=f"item {index}: {item.payload.type}",
-                            title_align="left", expand=False))
+        console.print(Panel(JSON.from_data(_payload_for_people(item.payload)),
+                            title=f"item {index}: {item.payload.type}", title_align="left", expand=False))
+
+
+def _payload_for_people(payload: Any) -> Any:
+    """The payload's wire form, each image blob (a list of byte values) as its one-line summary."""
+    if not isinstance(payload, TurnInputPayload) or not payload.input.image_blobs:
+        return payload.to_wire()
+    blobs = payload.input.image_blobs
+    bare = payload.model_copy(update={"input": payload.input.model_copy(update={"image_blobs": {}})})
+    data = bare.to_wire()
+    data["input"]["image_blobs"] = {key: image_summary(key, blobs[key]) for key in sorted(blobs)}
+    return data

@@ -18,17 +18,44 @@ def imported(result: Any) -> None:
     console.print(f"Imported into {result.location} at {when(result.now_ms)}: "
                   f"{len(result.results)} draft(s), {len(result.claims)} claim(s), "
                   f"{result.batches} exact batch(es), {result.tombstones} tombstone(s)")
+    if len(result.results) > MANY:
+        console.print(_per_session(result.results))
     if result.results:
         table = Table(box=None, padding=(0, 2))
         for column in ("at", "session", "seq", "outcome", "batch"):
             table.add_column(column)
-        for where, r in result.results:
+        for where, r in result.results[:FIRST if len(result.results) > MANY else MANY]:
             table.add_row(where, r.batch.session_id, str(r.batch.enqueue_seq), r.outcome, r.batch.batch_id)
         console.print(table)
-    for where, claim, done in result.claims:
+        _and_more(console, len(result.results), "draft(s)")
+    for where, claim, done in result.claims[:FIRST if len(result.claims) > MANY else MANY]:
         state = "completed" if done else f"held by {claim.owner_id} until {when(claim.expires_at_epoch_ms)}"
-        console.print(f"{where}: claim {claim.claim_id} (fencing {claim.fencing_token}) of "
-                      f"{len(claim.batches)} batch(es), {state}")
+        console.print(Text(f"{where}: claim {claim.claim_id} (fencing {claim.fencing_token}) of "
+                           f"{len(claim.batches)} batch(es), {state}"))
+    _and_more(console, len(result.claims), "claim(s)")
+
+
+#: A result longer than MANY rows is summarised: counts per session, then the FIRST rows.
+MANY, FIRST = 30, 10
+
+
+def _per_session(results: list[Any]) -> Table:
+    counts: dict[str, dict[str, int]] = {}
+    for _where, r in results:
+        row = counts.setdefault(r.batch.session_id, {})
+        row[r.outcome] = row.get(r.outcome, 0) + 1
+    outcomes = sorted({outcome for row in counts.values() for outcome in row})
+    table = Table(box=None, padding=(0, 2), title="Drafts per session", title_justify="left")
+    for column in ("session", *outcomes):
+        table.add_column(column, justify="left" if column == "session" else "right")
+    for session, row in counts.items():
+        table.add_row(session, *(str(row.get(outcome, 0)) for outcome in outcomes))
+    return table
+
+
+def _and_more(console: Any, count: int, what: str) -> None:
+    if count > MANY:
+        console.print(Text(f"… and {count - FIRST} more {what} (--json lists every one)"))
 
 
 def expectation(report: Any) -> None:

@@ -57,6 +57,11 @@ def command_module(args: list[str]) -> str | None:
 
 def main() -> None:
     args = sys.argv[1:]
+    if args in (["--version"], ["-V"]):  # answered before any command module is imported
+        from .app import exit_on_broken_pipe, version_line
+
+        exit_on_broken_pipe(lambda: sys.stdout.write(version_line() + "\n"))
+        return
     module = command_module(args)
     load_commands(module)
     from .app import app

@@ -11,15 +11,27 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from ..errors import ExitStatus, TurnqError
+from .helptext import root_epilog
+
+
+class ReaderLeft(Exception):
+    """stdout's reader went away (`turnq log | head`). Not an OSError, so that Typer's own
+    handler (which exits 1) lets it through to `TurnqGroup.main` (which exits 141)."""
 
 
 class TurnqGroup(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from .helptext import polish
+
+        polish(self.commands)
+
     def list_commands(self, ctx: Any) -> list[str]:
         # The registry's order (turnq.cli.MODULES), whichever module happened to load first.
         from . import COMMANDS, MODULES
@@ -29,10 +41,19 @@ class TurnqGroup(TyperGroup):
         return sorted(names, key=lambda name: rank.get(COMMANDS.get(name, ""), len(rank)))
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
-        ctx = super().make_context(info_name, list(args), parent=parent, **extra)
+        try:  # `--help` is printed while the context is made
+            ctx = super().make_context(info_name, list(args), parent=parent, **extra)
+        except BrokenPipeError:
+            raise ReaderLeft from None
         # Kept so `enqueue` can recover how --text and --image interleave on the line.
         ctx.meta["turnq.argv"] = list(args)
         return ctx
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise ReaderLeft from None
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -42,14 +63,16 @@ class TurnqGroup(TyperGroup):
             result = super().main(args=argv, prog_name=prog_name or "turnq", complete_var=complete_var,
                                   standalone_mode=False, **extra)
             code = result if isinstance(result, int) else ExitStatus.OK
+            # Output still buffered (`--json`, export, help) meets a reader that left here, not at exit.
+            sys.stdout.flush()
         except TurnqError as err:
-            code = report_error(err.exit_status, err.message, json_mode)
+            code = report_error(err.exit_status, _with_hint(err), json_mode)
         except typer.Abort:
             code = report_error(ExitStatus.INTERNAL, "aborted", json_mode)
         except KeyboardInterrupt:
             sys.stderr.write("\n")
             code = 130
-        except BrokenPipeError:  # `turnq inspect | head`: the reader left; stop quietly, as Unix tools do
+        except (BrokenPipeError, ReaderLeft):  # `turnq inspect | head`: the reader left; stop quietly, as Unix tools do
             _silence_stdout()
             code = 141
         except typer.TyperException as err:  # click's usage errors, vendored by Typer
@@ -61,6 +84,23 @@ class TurnqGroup(TyperGroup):
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+
+def _with_hint(err: TurnqError) -> str:
+    """The message, and for an unreadable store where to look next."""
+    if err.exit_status == ExitStatus.STORE_UNREADABLE and "turnq doctor" not in err.message:
+        return f"{err.message} (run 'turnq doctor' on this store to see what is wrong)"
+    return err.message
+
+
+def exit_on_broken_pipe(write: Any) -> None:
+    """Run `write` (output outside any command, e.g. `--version`); 141 if the reader left."""
+    try:
+        write()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(141)
 
 
 def _silence_stdout() -> None:
@@ -101,9 +141,37 @@ app = typer.Typer(
     cls=TurnqGroup,
     name="turnq",
     help="A durable turn queue for LLM agent runtimes: enqueue, claim, complete and inspect queued work.",
+    epilog=root_epilog(),
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def version_line() -> str:
+    """`turnq 1.0.0`: the installed distribution's version (package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"turnq {version('turnq')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "turnq (version unknown: not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(version_line() + "\n")
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[bool, typer.Option(
+    "--version", "-V", is_eager=True, callback=_show_version, help="Print turnq's version and exit.")]
+
+
+@app.callback()
+def _root(version: VersionOpt = False) -> None:
+    # Only carries the group's own options (--version is handled by its eager callback);
+    # the group's help text is the one given to typer.Typer above.
+    return None

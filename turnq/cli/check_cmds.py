@@ -93,6 +93,8 @@ def diff(
 def schema(
     shape: Annotated[Shape | None, typer.Argument(
         help="Wire shape. [default: all, as one object keyed by shape]", show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Accepted, and changes nothing: the output is JSON.")]
+    = False,
 ) -> None:
     """Print the JSON Schema of a wire shape, so producers in other languages can validate what they send."""
     import json

@@ -12,11 +12,11 @@ from ..errors import InvalidInput
 from . import output
 from .app import app
 from .options import (
+    ClaimStrictOpt,
     JsonOpt,
     LockTimeoutOpt,
     NowOpt,
     StoreOpt,
-    StrictOpt,
     open_queue,
     option_duration,
     option_u64,
@@ -62,7 +62,12 @@ def claim(
     else:
         from .. import render
 
-        render.claim(made, session, boundary, dry_run=dry_run, exact=bool(batch))
+        why = None
+        if made is None:  # the claim rules, told (turnq explain): one line on why nothing was taken
+            from ..explain import nothing_to_claim
+
+            why = nothing_to_claim(queue.explain(session, max_batches=max_batches), boundary, exact)
+        render.claim(made, session, boundary, dry_run=dry_run, exact=bool(batch), why=why)
     if made is None:
         raise typer.Exit(EMPTY_EXIT)
 
@@ -116,7 +121,7 @@ def complete(
     claim_id: ClaimIdOpt = None,
     lease_token: TokenOpt = None,
     batch: BatchesOpt = None,
-    strict: StrictOpt = False,
+    strict: ClaimStrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -141,7 +146,7 @@ def renew(
     lease_token: TokenOpt = None,
     batch: BatchesOpt = None,
     ttl: TtlOpt = "15m",
-    strict: StrictOpt = False,
+    strict: ClaimStrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -165,7 +170,7 @@ def abandon(
     claim_id: ClaimIdOpt = None,
     lease_token: TokenOpt = None,
     batch: BatchesOpt = None,
-    strict: StrictOpt = False,
+    strict: ClaimStrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -207,6 +212,8 @@ def vacuum(
     session: Annotated[Optional[str], typer.Argument(help="Only this session's tombstones.")] = None,
     older_than: Annotated[Optional[str], typer.Option(
         "--older-than", help="Only tombstones settled at least this long ago. [default: all]")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the tombstones that would be dropped; write nothing.")]
+    = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -214,10 +221,10 @@ def vacuum(
 ) -> None:
     """Drop tombstones, freeing their source keys."""
     older_ms = option_duration(older_than, "--older-than") if older_than is not None else None
-    removed = open_queue(store, now, lock_timeout).vacuum(session, older_than_ms=older_ms)
+    removed = open_queue(store, now, lock_timeout).vacuum(session, older_than_ms=older_ms, dry_run=dry_run)
     if json_out:
-        output.emit_json({"removed": models.dump(removed)})
+        output.emit_json({"removed": models.dump(removed)})  # with --dry-run: what would be removed
         return
     from .. import render
 
-    render.vacuumed(removed)
+    render.vacuumed(removed, dry_run=dry_run)

@@ -53,7 +53,9 @@ def _since(value: str | None, now_ms: int) -> int | None:
         return None
     try:
         return option_time(value, "--since")
-    except InvalidInput:
+    except InvalidInput as err:
+        if "epoch seconds" in err.message:  # not a duration of weeks either: the slip's hint says more
+            raise
         try:
             back = option_duration(value, "--since")
         except InvalidInput:

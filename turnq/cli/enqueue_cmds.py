@@ -15,6 +15,7 @@ from ..errors import InvalidInput
 from . import output
 from .app import app
 from .options import (
+    ReplayStrictOpt,
     JsonOpt,
     LockTimeoutOpt,
     NowOpt,
@@ -43,7 +44,9 @@ AvailableAtOpt = Annotated[Optional[str], typer.Option(
 def enqueue(
     ctx: typer.Context,
     session: Annotated[Optional[str], typer.Argument(help="Session to enqueue into (not with --draft).")] = None,
-    text: Annotated[Optional[list[str]], typer.Option("--text", help="A text item (repeatable).")] = None,
+    text: Annotated[Optional[list[str]], typer.Option(
+        "--text", metavar="TEXT|@FILE|-", help="A text item (repeatable): the text, @FILE for a file's, - for stdin.")]
+    = None,
     image: Annotated[Optional[list[str]], typer.Option(
         "--image", metavar="ID=PATH", help="An image item read from PATH (repeatable).")] = None,
     payload: Annotated[Optional[list[str]], typer.Option(
@@ -68,7 +71,7 @@ def enqueue(
 ) -> None:
     """Enqueue a batch: text and images, payloads, or whole drafts."""
     texts, images, payloads = text or [], image or [], payload or []
-    check_single_stdin({"--payload": payloads, "--draft": [draft]})
+    check_single_stdin({"--text": texts, "--payload": payloads, "--draft": [draft]})
     queue = open_queue(store, now, lock_timeout)
     if draft is not None:
         given = {"SESSION": session, "--text": texts, "--image": images, "--payload": payloads,
@@ -143,7 +146,7 @@ def _ordered_turn_input(ctx: typer.Context, texts: list[str], images: list[str])
         image_ids.append(image_id)
     order = _interleaving(ctx, texts, images)
     text_iter, image_iter = iter(texts), iter(image_ids)
-    items = [{"type": "text", "text": next(text_iter)} if kind == "--text" else
+    items = [{"type": "text", "text": read_arg_text(next(text_iter), "--text")} if kind == "--text" else
              {"type": "image_ref", "id": next(image_iter)} for kind in order]
     return [{"type": "turn_input", "input": {"items": items, "image_blobs": blobs}}]
 
@@ -214,14 +217,15 @@ def wake(
     session: Annotated[str, typer.Argument(help="Session the wake is queued for.")],
     process_id: Annotated[str, typer.Option("--process-id", help="The process that woke the session.")],
     sequence: Annotated[int, typer.Option("--sequence", help="The process event's sequence number.")],
-    input_text: Annotated[str, typer.Option("--input", help="The model-facing wake text.")],
+    input_text: Annotated[str, typer.Option(
+        "--input", metavar="TEXT|@FILE|-", help="The model-facing wake text: the text, @FILE for a file's, - for stdin.")],
     wake_id: Annotated[Optional[str], typer.Option("--wake-id", help="[default: PROCESS_ID:SEQUENCE]")] = None,
     event_type: Annotated[str, typer.Option("--event-type")] = "process.wake",
     scope_id: Annotated[Optional[str], typer.Option("--scope-id", help="[default: session:SESSION]")] = None,
     dedupe_key: Annotated[Optional[str], typer.Option("--dedupe-key", help="[default: the wake id]")] = None,
     delay: DelayOpt = None,
     available_at: AvailableAtOpt = None,
-    strict: StrictOpt = False,
+    strict: ReplayStrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -233,7 +237,7 @@ def wake(
         raise InvalidInput("--delay cannot be combined with --available-at")
     queue = open_queue(store, now, lock_timeout)
     result = queue.wake(
-        session, process_id, sequence, input_text, wake_id=wake_id, event_type=event_type, scope_id=scope_id,
+        session, process_id, sequence, read_arg_text(input_text, "--input"), wake_id=wake_id, event_type=event_type, scope_id=scope_id,
         dedupe_key=dedupe_key, strict=strict,
         delay_ms=option_duration(delay, "--delay") if delay is not None else 0,
         available_at_ms=option_time(available_at, "--available-at") if available_at is not None else None,
@@ -250,7 +254,7 @@ def reset_session(
     session: Annotated[str, typer.Argument(help="Session to reset.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (shown to the runtime).")],
     idempotency_key: KeyOpt = None,
-    strict: StrictOpt = False,
+    strict: ReplayStrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -269,7 +273,7 @@ def refresh_tools(
     reason: Annotated[str, typer.Option("--reason", help="Why (shown to the runtime).")],
     expected_generation: Annotated[Optional[int], typer.Option("--expected-generation")] = None,
     idempotency_key: KeyOpt = None,
-    strict: StrictOpt = False,
+    strict: ReplayStrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,

@@ -14,7 +14,8 @@ from .app import app
 from .options import JsonOpt, LockTimeoutOpt, NowOpt, StoreOpt, open_queue, option_time
 
 FormatOpt = Annotated[Literal["toml", "json"] | None, typer.Option(
-    "--format", help="Fixture format. [default: from the file name's extension]", show_default=False)]
+    "--format", help="Fixture format. [default: from the file name's extension; stdin: JSON when it starts "
+    "with {, else TOML]", show_default=False)]
 
 
 @app.command("import", rich_help_panel="Fixtures and checks")
@@ -32,13 +33,17 @@ def import_(
     queue = open_queue(store, None, lock_timeout)
     now_ms = None if not now else option_time(now, "--now")
     if file == "-":
-        if fmt is None:
-            raise InvalidInput("--format: reading stdin needs --format toml|json")
-        document = fixtures.loads_document(sys.stdin.buffer.read(), fmt, "stdin")
+        raw = sys.stdin.buffer.read()
+        if not raw.strip():  # most likely a pipe whose writer failed
+            raise InvalidInput("FILE: stdin is empty: there is no fixture to import")
+        document = fixtures.loads_document(raw, fmt or fixtures.sniff_format(raw), "stdin")
         fixture = fixtures.parse(document, base_dir=Path.cwd())
     else:
         fixture = fixtures.parse_file(file, fmt)
-    result = fixtures.build(fixture, queue.store, now_ms=now_ms)
+    from ..render_progress import progress_bar, wanted
+
+    with progress_bar("Importing", wanted(json_out)) as advance:
+        result = fixtures.build(fixture, queue.store, now_ms=now_ms, progress=advance)
     if json_out:
         output.emit_json(result.to_wire())
         return
@@ -47,12 +52,19 @@ def import_(
     render_checks.imported(result)
 
 
+def _format_of_output(output_file: str | None) -> str:
+    """What `turnq import` will read the file as: its extension says; TOML otherwise."""
+    suffix = Path(output_file).suffix.lower() if output_file and output_file != "-" else ""
+    return "json" if suffix == ".json" else "toml"
+
+
 @app.command(rich_help_panel="Fixtures and checks")
 def export(
     sessions: Annotated[list[str] | None, typer.Argument(
         metavar="[SESSION]...", help="Sessions to export. [default: all]", show_default=False)] = None,
     fmt: Annotated[Literal["toml", "json"] | None, typer.Option(
-        "--format", help="Fixture format. [default: toml; json with --json]", show_default=False)] = None,
+        "--format", help="Fixture format. [default: from --output's extension (.json, .toml); json with --json; "
+        "else toml]", show_default=False)] = None,
     output_file: Annotated[str | None, typer.Option(
         "--output", "-o", metavar="FILE", help="Write the fixture here. [default: stdout]")] = None,
     store: StoreOpt = "turnq.json",
@@ -64,7 +76,7 @@ def export(
 
     if json_out and fmt == "toml":
         raise InvalidInput("--json: the JSON output is the fixture in JSON; it cannot be --format toml")
-    fmt = "json" if json_out else (fmt or "toml")
+    fmt = "json" if json_out else (fmt or _format_of_output(output_file))
     queue = open_queue(store, now)
     if "://" not in store and not Path(store or "turnq.json").exists():
         raise InvalidInput(f"--store: there is no store at {store}")

@@ -14,7 +14,7 @@ import typer
 
 from .. import models
 from ..api import Queue
-from ..clock import U64_MAX, parse_duration, parse_time
+from ..clock import U64_MAX, parse_duration, parse_time, seconds_slip
 from ..errors import InvalidInput
 from . import output
 
@@ -30,6 +30,12 @@ LockTimeoutOpt = Annotated[str, typer.Option(
     "--lock-timeout", envvar="TURNQ_LOCK_TIMEOUT", help="How long to wait for the store lock (exit 8 after).")]
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="Refuse unknown JSON fields (exit 2) and replays with different payloads (exit 6).")]
+
+#: `--strict` where only one of its two refusals can happen.
+ClaimStrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Refuse unknown JSON fields in --claim (exit 2).")]
+ReplayStrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Refuse a replay of the same key with a different payload (exit 6).")]
 
 DEFAULT_STORE = "turnq.json"
 DEFAULT_LOCK_TIMEOUT = "10s"
@@ -72,6 +78,10 @@ def _named(option: str, err: InvalidInput) -> InvalidInput:
 
 
 def option_time(value: str, option: str) -> int:
+    """A time option; a value that is far more plausible as epoch seconds is refused with a hint."""
+    slip = seconds_slip(value)
+    if slip is not None:
+        raise InvalidInput(f"{option}: {slip}")
     try:
         return parse_time(value)
     except InvalidInput as err:

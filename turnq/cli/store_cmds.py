@@ -31,7 +31,11 @@ def migrate(
 
     source_queue = open_queue(source, now, lock_timeout, option="--from")
     target_queue = open_queue(target, now, lock_timeout, option="--to")
-    done = run(source_queue.store, target_queue.store, now_ms=target_queue.clock.now_ms(), replace=replace)
+    from ..render_progress import progress_bar, wanted
+
+    with progress_bar("Migrating", wanted(json_out)) as advance:
+        done = run(source_queue.store, target_queue.store, now_ms=target_queue.clock.now_ms(), replace=replace,
+                   progress=advance)
     if json_out:
         output.emit_json(done.to_wire())
     else:
