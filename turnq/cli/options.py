@@ -34,6 +34,9 @@ StrictOpt = Annotated[bool, typer.Option(
 DEFAULT_STORE = "turnq.json"
 DEFAULT_LOCK_TIMEOUT = "10s"
 
+#: The queues this command opened: their stores' warnings are shown when it ends (cli.app).
+OPENED: list[Queue] = []
+
 
 def open_queue(store: str, now: str | None, lock_timeout: str = DEFAULT_LOCK_TIMEOUT, *,
                option: str = "--store") -> Queue:
@@ -42,9 +45,18 @@ def open_queue(store: str, now: str | None, lock_timeout: str = DEFAULT_LOCK_TIM
     lock_timeout_ms = option_duration(lock_timeout, "--lock-timeout")
     logging = log_options()
     try:
-        return Queue(store or DEFAULT_STORE, now=now_ms, lock_timeout_ms=lock_timeout_ms, **logging)
+        queue = Queue(store or DEFAULT_STORE, now=now_ms, lock_timeout_ms=lock_timeout_ms, **logging)
     except InvalidInput as err:
         raise _named(option, err) from None
+    OPENED.append(queue)
+    return queue
+
+
+def show_store_warnings() -> None:
+    """One `turnq: warning:` line per warning the opened stores kept (e.g. a lost log entry)."""
+    while OPENED:
+        for message in OPENED.pop(0).store.take_warnings():
+            output.warn(message)
 
 
 def log_options() -> dict[str, Any]:

@@ -27,6 +27,20 @@ class Store(ABC):
     log_enabled: bool = True
     log_max_entries: int = DEFAULT_LOG_MAX_ENTRIES
 
+    def exists(self) -> bool:
+        """Whether the store is there: its file (JSON, SQLite), turnq's tables in the schema
+        (PostgreSQL). A store that was created and emptied exists; a mistyped path does not."""
+        return True
+
+    def warn(self, message: str) -> None:
+        """Keep a warning about a write that otherwise succeeded (e.g. its audit-log entry was
+        lost), for the caller to show: the core never prints."""
+        self.__dict__.setdefault("_warnings", []).append(message)
+
+    def take_warnings(self) -> list[str]:
+        """The warnings kept since the last call (oldest first), and forget them."""
+        return self.__dict__.pop("_warnings", [])
+
     @abstractmethod
     def read(self, session_id: str | None = None) -> QueueState:
         """A consistent snapshot for reading. Never writes, never creates anything.
