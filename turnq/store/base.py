@@ -76,6 +76,13 @@ class Store(ABC):
         without validating it, for `turnq doctor`. May be broken: that is what doctor checks."""
         raise NotImplementedError(f"the {type(self).__name__} backend cannot show its raw document")
 
+    def keep_backup(self, state: QueueState, suffix: str) -> str | None:
+        """Save `state` (what a transaction is about to replace: call it inside the transaction)
+        as a JSON store document beside the store, `STORE.bak-SUFFIX` (never over an earlier
+        file), for `turnq migrate --replace`. Returns its path; None: this backend has no
+        place for one (a database server). StoreUnwritable when it cannot be written."""
+        return None
+
     def replace_document(self, document: dict[str, Any], *, backup: bool = True, backup_suffix: str | None = None,
                          expected: dict[str, Any] | None = None) -> str | None:
         """Replace the store's content with `document` (as `raw_document` gives it) under

@@ -109,6 +109,18 @@ def write_new(path: Path, data: bytes, what: str, *, mode: int = NEW_FILE_MODE) 
         raise
 
 
+def write_backup(stem: Path, extension: str, data: bytes, store_path: Path, location: str) -> str:
+    """A backup of store `location` (at `store_path`) holding `data`, at the first free name
+    `STEM[-N]EXTENSION`, as private as the store. StoreUnwritable when it cannot be written."""
+    path = free_name(stem, extension)
+    try:
+        write_new(path, data, "backup", mode=existing_mode(store_path) or NEW_FILE_MODE)
+    except OSError as err:
+        raise StoreUnwritable(f"cannot back up store {location} to {path}: {err.strerror or err}; "
+                              "nothing was changed") from None
+    return str(path)
+
+
 def free_name(stem: Path, extension: str = "") -> Path:
     """`STEM.EXT`, or `STEM-1.EXT`, `STEM-2.EXT`, … : the first name nothing (not even a
     link) holds, so an earlier backup is never overwritten (a fixed clock repeats names)."""

@@ -205,17 +205,20 @@ class JsonFileStore(Store):
             backup_path = None
             if backup and self.path.exists():
                 suffix = backup_suffix or str(int(os.path.getmtime(self.path) * 1000))
-                backup_path = files.free_name(self.path.with_name(f"{self.path.name}.bak-{suffix}"))
-                try:  # as private as the store it copies
-                    files.write_new(backup_path, self.path.read_bytes(), "backup",
-                                    mode=files.existing_mode(self.path) or files.NEW_FILE_MODE)
+                try:
+                    old = self.path.read_bytes()
                 except OSError as err:
-                    raise StoreUnwritable(
-                        f"cannot back up store {self.location} to {backup_path}: {err.strerror or err}; "
-                        "nothing was changed"
-                    ) from None
+                    raise StoreUnreadable(f"store {self.location} cannot be read: {err.strerror or err}") from None
+                backup_path = self._backup(old, suffix)
             self._write(text)
-        return None if backup_path is None else str(backup_path)
+        return backup_path
+
+    def keep_backup(self, state: QueueState, suffix: str) -> str | None:
+        return self._backup(codec.encode(state).encode("utf-8"), suffix)
+
+    def _backup(self, data: bytes, suffix: str) -> str:
+        return files.write_backup(self.path.with_name(f"{self.path.name}.bak-{suffix}"), "", data, self.path,
+                                  self.location)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

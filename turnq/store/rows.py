@@ -265,16 +265,16 @@ def replace_document(store: Any, document: dict[str, Any], *, backup_path: Any =
         old_text = codec.encode(codec.decode(old_raw, store.location)) if old_raw else None
     except StoreUnreadable:
         old_text = None
-    if backup_path is not None and old_raw:
-        try:
-            backup_path.write_text(json.dumps(old_raw, ensure_ascii=False) + "\n", encoding="utf-8")
-        except OSError as err:
-            raise StoreUnwritable(f"cannot back up store {store.location} to {backup_path}: "
-                                  f"{err.strerror or err}; nothing was changed") from None
+    written = None
+    if backup_path is not None and old_raw:  # backup_path: the stem; the backup is STEM[-N].json
+        from . import files
+
+        text = json.dumps(old_raw, ensure_ascii=False) + "\n"
+        written = files.write_backup(backup_path, ".json", text.encode("utf-8"), store.path, store.location)
     with store.transaction(None) as state:
         if old_text is not None and codec.encode(state) != old_text:
             raise StoreBusy(f"store {store.location} changed while it was checked; nothing was changed: "
                             "run the command again")
         state.next_seq, state.sessions, state.tombstones = new.next_seq, new.sessions, new.tombstones
         state.changed = True
-    return None if backup_path is None or not old_raw else str(backup_path)
+    return written

@@ -205,6 +205,9 @@ class SqliteStore(Store):
             except sqlite3.Error as err:
                 raise self._error(err, writing=False) from None
 
+    def exists(self) -> bool:
+        return self.path.exists()
+
     def read(self, session_id: str | None = None) -> QueueState:
         with self._reading() as conn:
             if conn is None:
@@ -237,11 +240,17 @@ class SqliteStore(Store):
                          expected: dict[str, Any] | None = None) -> str | None:
         """For `turnq doctor --fix`: the old content is kept as `PATH.bak-SUFFIX.json` (a JSON store
         document) when `backup` is set."""
-        backup_path = None
+        backup_stem = None
         if backup and self.path.exists():
             suffix = backup_suffix or str(int(self.path.stat().st_mtime * 1000))
-            backup_path = self.path.with_name(f"{self.path.name}.bak-{suffix}.json")
-        return rows.replace_document(self, document, backup_path=backup_path, expected=expected)
+            backup_stem = self.path.with_name(f"{self.path.name}.bak-{suffix}")
+        return rows.replace_document(self, document, backup_path=backup_stem, expected=expected)
+
+    def keep_backup(self, state: QueueState, suffix: str) -> str | None:
+        from . import codec, files
+
+        return files.write_backup(self.path.with_name(f"{self.path.name}.bak-{suffix}"), ".json",
+                                  codec.encode(state).encode("utf-8"), self.path, self.location)
 
     # ----------------------------------------------------------------- writing
 
