@@ -82,7 +82,7 @@ def migrate(source: Store, target: Store, *, now_ms: int, replace: bool = False,
     with target.transaction(None) as state:
         old_batches, _old_claims, old_tombstones = _counts(state)
         if not _is_empty(state):
-            _check_replace(target, state, replace, allow_empty and replace, _is_empty(copied))
+            _check_replace(target, state, replace, allow_empty, not batches and not tombstones)
             backup = target.keep_backup(state, str(now_ms))
         state.next_seq = copied.next_seq
         state.sessions = copied.sessions

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -119,6 +120,31 @@ def write_backup(stem: Path, extension: str, data: bytes, store_path: Path, loca
         raise StoreUnwritable(f"cannot back up store {location} to {path}: {err.strerror or err}; "
                               "nothing was changed") from None
     return str(path)
+
+
+#: How a file that is a store begins: SQLite's header; turnq's JSON document names its format.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_STORE_FORMAT = re.compile(rb'"format"\s*:\s*"turnq-store"')
+
+
+def is_store_file(path: Path) -> bool:
+    """Whether `path` is a regular file holding a store: a SQLite database, or a JSON document
+    of format `turnq-store` (read from its first 4 KB only)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return head.startswith(_SQLITE_HEADER) or _STORE_FORMAT.search(head) is not None
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def free_name(stem: Path, extension: str = "") -> Path:

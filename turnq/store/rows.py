@@ -231,9 +231,19 @@ def load_tombstones(rows: list[Any], state: QueueState, snapshot: Snapshot | Non
             snapshot.add_tombstone(tomb)
 
 
-def log_entry(row_id: int, text: str) -> dict[str, Any]:
-    entry = json.loads(text)
-    return {"id": row_id, **entry}
+def log_entry(row_id: int, text: str) -> dict[str, Any] | None:
+    """A log row as an entry; None for a torn or hostile row (skipped, as the JSON store skips
+    such a line: the log is a record, never a reason for a command to fail)."""
+    try:
+        entry = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return {"id": row_id, **entry} if isinstance(entry, dict) else None
+
+
+def log_entries(found: list[Any]) -> list[dict[str, Any]]:
+    """The well-formed entries of (id, entry text) rows."""
+    return [entry for entry in (log_entry(row_id, text) for row_id, text in found) if entry is not None]
 
 
 def check_version(version: Any, location: str) -> None:
