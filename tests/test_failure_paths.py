@@ -345,3 +345,95 @@ def test_a_backup_is_as_private_as_its_store(tmp_path):
     assert run("migrate", "--from", source, "--to", target, "--replace")[0] == 0
     assert (tmp_path / f"b.json.bak-{NOW}").stat().st_mode & 0o777 == 0o600
     assert target.stat().st_mode & 0o777 == 0o600
+
+
+# --------------------------------------------------------------------------- 3. SQLite file removed
+
+
+def test_sqlite_never_acknowledges_a_write_into_a_removed_file(tmp_path):
+    folder = tmp_path / "store"
+    folder.mkdir()
+    url = sqlite_url(folder, "q.db")
+    q = Queue(url, now=NOW)  # a long-running process
+    q.enqueue_text("s", "before")
+    shutil.rmtree(folder)
+    folder.mkdir()
+    acknowledged, refused = [], []
+    for n in range(5):
+        try:
+            acknowledged.append(q.enqueue_text("s", f"after {n}").batch.batch_id)
+        except StoreUnwritable as err:
+            refused.append(err.message)
+    assert refused and "removed or replaced since it was opened" in refused[0]
+    # Every acknowledged write is in the file at the store's path.
+    assert [b.batch_id for b in Queue(url).list("s")] == acknowledged
+    assert len(acknowledged) == 4  # the next operation opened the new file
+
+
+def test_sqlite_write_refused_when_the_file_is_replaced(tmp_path):
+    url = sqlite_url(tmp_path, "q.db")
+    q = Queue(url, now=NOW)
+    q.enqueue_text("s", "mine")
+    Queue(sqlite_url(tmp_path, "other.db"), now=NOW).enqueue_text("t", "theirs")
+    os.replace(tmp_path / "other.db", tmp_path / "q.db")
+    with pytest.raises(StoreUnwritable, match="removed or replaced"):
+        q.enqueue_text("s", "lost?")
+    assert [b.batch.session_id for b in Queue(url).store.read().all_batches()] == ["t"]
+    assert q.list("t")  # a read reads the file that is there now
+
+
+# --------------------------------------------------------------------------- 4. symlinked store
+
+
+@pytest.mark.parametrize("kind", ["json", "sqlite"])
+def test_a_symlinked_store_is_written_through_to_its_target(tmp_path, kind):
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    name = "q.json" if kind == "json" else "q.db"
+    target = real_dir / name
+    Queue(str(target) if kind == "json" else sqlite_url(real_dir, name), now=NOW).enqueue_text("s", "one")
+    link = tmp_path / name
+    link.symlink_to(target)
+    location = str(link) if kind == "json" else sqlite_url(tmp_path, name)
+    for text in ("two", "three"):
+        code, _out, err = run("enqueue", "s", "--text", text, "--store", location)
+        assert code == 0, err
+    assert link.is_symlink()  # still a link: the two never diverge
+    direct = Queue(str(target) if kind == "json" else sqlite_url(real_dir, name))
+    assert len(direct.list("s")) == 3
+    if kind == "json":  # the sidecars sit beside the file they guard
+        assert (real_dir / "q.json.lock").exists() and (real_dir / "q.json.log").exists()
+        assert not (tmp_path / "q.json.lock").exists()
+
+
+# --------------------------------------------------------------------------- 11. read-only SQLite
+
+
+@pytest.fixture
+def read_only_mount(tmp_path):
+    """`tmp_path/src` seen read-only at `tmp_path/mnt` (a bind mount: needs root)."""
+    src, mnt = tmp_path / "src", tmp_path / "mnt"
+    src.mkdir()
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only bind mount needs root")
+    if subprocess.run(["mount", "--bind", str(src), str(mnt)], capture_output=True, check=False).returncode:
+        pytest.skip("mount --bind is not allowed here")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)], capture_output=True,
+                          check=False).returncode:
+            pytest.skip("a read-only remount is not allowed here")
+        yield src, mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
+
+
+def test_sqlite_reads_work_on_a_read_only_file_system(read_only_mount):
+    src, mnt = read_only_mount
+    Queue(sqlite_url(src, "q.db"), now=NOW).enqueue_text("s", "readable")
+    url = sqlite_url(mnt, "q.db")
+    for argv in (["inspect"], ["inspect", "s"], ["log"], ["export"], ["explain", "s"], ["doctor"]):
+        code, out, err = run(*argv, "--store", url)
+        assert code == 0, (argv, err)
+    code, _out, err = run("enqueue", "s", "--text", "x", "--store", url)
+    assert code == 9 and err.startswith("turnq: error: cannot write store")
