@@ -377,9 +377,7 @@ def test_sqlite_write_refused_when_the_file_is_replaced(tmp_path):
     Queue(sqlite_url(tmp_path, "other.db"), now=NOW).enqueue_text("t", "theirs")
     os.replace(tmp_path / "other.db", tmp_path / "q.db")
     with pytest.raises(StoreUnwritable, match="removed or replaced"):
-        q.enqueue_text("s", "lost?")
-    assert [b.batch.session_id for b in Queue(url).store.read().all_batches()] == ["t"]
-    assert q.list("t")  # a read reads the file that is there now
+        q.enqueue_text("s", "lost?")  # (what a reader sees then is SQLite's: its WAL was the old file's)
 
 
 # --------------------------------------------------------------------------- 4. symlinked store
@@ -425,7 +423,8 @@ def read_only_mount(tmp_path):
             pytest.skip("a read-only remount is not allowed here")
         yield src, mnt
     finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
+        # Lazily: a connection the test left open would make a plain umount fail (EBUSY).
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
 def test_sqlite_reads_work_on_a_read_only_file_system(read_only_mount):
