@@ -436,3 +436,39 @@ def test_sqlite_reads_work_on_a_read_only_file_system(read_only_mount):
         assert code == 0, (argv, err)
     code, _out, err = run("enqueue", "s", "--text", "x", "--store", url)
     assert code == 9 and err.startswith("turnq: error: cannot write store")
+
+
+# --------------------------------------------------------------------------- 11. PostgreSQL
+
+
+def test_postgres_lock_timeout_beyond_its_range_is_clamped(tmp_path):
+    from backends import postgres_url
+
+    with postgres_url() as url:
+        for timeout in ("30d", "0"):
+            code, out, err = run("enqueue", "s", "--text", "x", "--store", url, "--lock-timeout", timeout, "--json")
+            assert code == 0, (timeout, err)
+        assert len(Queue(url).list("s")) == 2
+        assert Queue(url, lock_timeout_ms=30 * 86_400_000).store.lock_timeout_ms == 2**31 - 1
+
+
+@pytest.mark.parametrize("argv", [["enqueue", "s", "--text", "x"], ["inspect", "s"]])
+def test_a_dropped_postgres_connection_is_one_line(monkeypatch, argv):
+    import psycopg
+    from backends import POSTGRES_URL, postgres_url
+
+    from turnq.store import postgres
+
+    load = postgres.PostgresStore._load
+
+    def dropped(self, conn, *args, **kwargs):  # the server ends the session mid-operation
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        return load(self, conn, *args, **kwargs)
+
+    with postgres_url() as url:
+        Queue(url, now=NOW).enqueue_text("s", "x")
+        monkeypatch.setattr(postgres.PostgresStore, "_load", dropped)
+        code, out, err = run(*argv, "--store", url)
+    assert code == (9 if argv[0] == "enqueue" else 7)
+    assert out == "" and err.count("\n") == 1 and "lost the connection to store" in err, err

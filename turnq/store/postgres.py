@@ -97,6 +97,9 @@ WITH counter AS (
 )
 DELETE FROM turnq_log WHERE id < (SELECT first FROM counter) + %(n)s - %(keep)s
 """
+#: PostgreSQL's lock_timeout is an int of milliseconds, and 0 means "wait forever": a longer
+#: --lock-timeout waits this long (24.8 days), a zero one 1 ms (as the JSON store, one try).
+PG_MAX_LOCK_TIMEOUT_MS = 2**31 - 1
 _STORE_KEY = "hashtextextended('turnq-store:' || current_schema(), 0)"
 _SESSION_KEY = "hashtextextended('turnq-session:' || current_schema() || ':' || %s, 0)"
 
@@ -160,7 +163,7 @@ class PostgresStore(Store):
             )
         self.conninfo, self.schema = _split_url(url)
         self.location = _redact(url)
-        self.lock_timeout_ms = lock_timeout_ms
+        self.lock_timeout_ms = min(max(1, int(lock_timeout_ms)), PG_MAX_LOCK_TIMEOUT_MS)
         self.log_enabled = log_enabled
         self.log_max_entries = max(0, log_max_entries)
         self._conn: Any = None
