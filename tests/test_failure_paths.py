@@ -472,3 +472,16 @@ def test_a_dropped_postgres_connection_is_one_line(monkeypatch, argv):
         code, out, err = run(*argv, "--store", url)
     assert code == (9 if argv[0] == "enqueue" else 7)
     assert out == "" and err.count("\n") == 1 and "lost the connection to store" in err, err
+
+
+def test_import_of_exact_batches_holding_nul_is_refused(tmp_path):
+    source = tmp_path / "a.json"
+    Queue(source, now=NOW).enqueue_text("s", "x", source_key="key")
+    code, fixture, err = run("export", "--store", source, "--format", "json")
+    assert code == 0, err
+    hostile = tmp_path / "f.json"
+    hostile.write_text(fixture.replace('"source_key": "key"', '"source_key": "k\\u0000ey"'))
+    assert "\\u0000" in hostile.read_text()
+    code, _out, err = run("import", hostile, "--store", tmp_path / "b.json")
+    assert code == 2 and "NUL" in err
+    assert not (tmp_path / "b.json").exists()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import engine, ids, models, wirejson
+from . import engine, identifiers, ids, models, wirejson
 from .clock import (
     U64_MAX,
     Clock,
@@ -557,6 +557,10 @@ def _build_into(fixture: Fixture, state: QueueState, clock: Clock, location: str
             raise InvalidInput(f"the fixture holds exact batches or tombstones (as export writes them): import it "
                                f"into an empty store, not {location}")
         _put_exact(fixture, state)
+        holding_nul = identifiers.find_in_state(state)
+        if holding_nul is not None:
+            raise InvalidInput(f"the fixture holds a NUL character (U+0000) in {holding_nul}, which no identifier "
+                               "may hold (PostgreSQL cannot store it); nothing was imported")
         batches = sum(len(s.batches) for s in fixture.sessions)
         tombstones = sum(len(s.tombstones) for s in fixture.sessions)
     queue = Queue(_StateStore(state, location), now=clock)
