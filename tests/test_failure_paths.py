@@ -485,3 +485,16 @@ def test_import_of_exact_batches_holding_nul_is_refused(tmp_path):
     code, _out, err = run("import", hostile, "--store", tmp_path / "b.json")
     assert code == 2 and "NUL" in err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_a_new_sqlite_store_honours_the_umask(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "turnq", "enqueue", "s", "--text", "x", "--store",
+                             sqlite_url(tmp_path, "q.db")], check=False, capture_output=True, text=True,
+                            preexec_fn=lambda: os.umask(0o002), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "q.db").stat().st_mode & 0o777 == 0o664
+    result = subprocess.run([sys.executable, "-m", "turnq", "enqueue", "s", "--text", "x", "--store",
+                             sqlite_url(tmp_path, "private.db")], check=False, capture_output=True, text=True,
+                            preexec_fn=lambda: os.umask(0o077), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "private.db").stat().st_mode & 0o777 == 0o600

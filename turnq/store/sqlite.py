@@ -126,6 +126,7 @@ class SqliteStore(Store):
             if not self.path.parent.is_dir():
                 raise StoreUnwritable(
                     f"cannot write store {self.location}: its folder {self.path.parent} does not exist")
+            self._create_file()
         new_file = not self.path.exists() or self.path.stat().st_size == 0
         conn = self._connect("rwc" if create else "ro", writing=create)
         try:
@@ -139,6 +140,16 @@ class SqliteStore(Store):
             raise self._error(err, writing=create) from None
         self._conn, self._writable, self._identity = conn, create, self._file_identity()
         return conn
+
+    def _create_file(self) -> None:
+        """Make the empty database file as any program makes a file (0666 less the umask; SQLite
+        alone would use 0644 whatever the umask); its -wal and -shm files take its mode."""
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
+        except FileExistsError:
+            pass  # another process made it first
+        except OSError as err:
+            raise StoreUnwritable(f"cannot write store {self.location}: {err.strerror or err}") from None
 
     def _connect(self, mode: str, *, writing: bool) -> sqlite3.Connection:
         uri = f"file:{quote(str(self.path.absolute()))}?mode={mode}"
