@@ -306,11 +306,13 @@ def test_doctor_fix_never_writes_its_backup_through_a_symlink(tmp_path, kind):
     name = "turnq.json" if kind == "json" else "turnq.db"
     suffix = "" if kind == "json" else ".json"
     (tmp_path / f"{name}.bak-{NOW}{suffix}").symlink_to(victim)
+    dangling = tmp_path / "created-through-a-link"
+    (tmp_path / f"{name}.bak-{NOW}-1{suffix}").symlink_to(dangling)
     code, out, err = run("doctor", "--fix", "--stale-after", "0", "--store", location, "--json")
     assert code in (0, 1), err
     report = json.loads(out)
-    assert report["backup"] == str(tmp_path / f"{name}.bak-{NOW}-1{suffix}")  # the next free name
-    assert victim.read_text() == "precious\n"
+    assert report["backup"] == str(tmp_path / f"{name}.bak-{NOW}-2{suffix}")  # the next free name
+    assert victim.read_text() == "precious\n" and not dangling.exists()
 
 
 # --------------------------------------------------------------------------- file modes (issue 11, item 5)
@@ -429,7 +431,10 @@ def read_only_mount(tmp_path):
 
 def test_sqlite_reads_work_on_a_read_only_file_system(read_only_mount):
     src, mnt = read_only_mount
-    Queue(sqlite_url(src, "q.db"), now=NOW).enqueue_text("s", "readable")
+    writer = Queue(sqlite_url(src, "q.db"), now=NOW)
+    writer.enqueue_text("s", "readable")
+    writer.store.close()  # the last connection: SQLite removes the -wal and -shm files
+    assert sorted(p.name for p in src.iterdir()) == ["q.db"]
     url = sqlite_url(mnt, "q.db")
     for argv in (["inspect"], ["inspect", "s"], ["log"], ["export"], ["explain", "s"], ["doctor"]):
         code, out, err = run(*argv, "--store", url)
