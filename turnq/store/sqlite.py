@@ -163,17 +163,25 @@ class SqliteStore(Store):
         except sqlite3.Error as err:
             if conn is not None:
                 conn.close()
-            if writing or getattr(err, "sqlite_errorcode", 0) & 0xFF not in (_CANTOPEN, _READONLY, _IOERR, _FULL):
+            code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+            if writing or code not in (_CANTOPEN, _READONLY, _IOERR, _FULL) or self._wal_holds_frames():
                 raise self._error(err, writing=writing) from None
         # A WAL database is opened read-only only if its -shm file can be made beside it: not
         # in a read-only folder or file system, nor on a full disk. Nobody can write there
-        # either, so the file is read as immutable (without the -shm).
+        # either, so the file is read as immutable (without the -shm) — unless a -wal file
+        # holds commits, which an immutable read would not see (refused above).
         try:
             conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
             return conn
         except sqlite3.Error as err:
             raise self._error(err, writing=False) from None
+
+    def _wal_holds_frames(self) -> bool:
+        try:
+            return os.path.getsize(f"{self.path}-wal") > 0
+        except OSError:
+            return False
 
     def _file_identity(self) -> tuple[int, int] | None:
         try:
