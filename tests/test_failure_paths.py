@@ -503,3 +503,29 @@ def test_a_new_sqlite_store_honours_the_umask(tmp_path):
                             preexec_fn=lambda: os.umask(0o077), timeout=60)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "private.db").stat().st_mode & 0o777 == 0o600
+
+
+DROP_SCRIPT = """
+import logging, sys
+from turnq.cli import main
+from turnq.store import postgres
+
+def dropped(self, conn, *args, **kwargs):  # psycopg's words when its rollback of a dead connection fails
+    logging.getLogger("psycopg").warning("error ignored in rollback on %s: %s", conn, "server closed")
+    raise postgres.psycopg.OperationalError("server closed the connection unexpectedly")
+
+postgres.PostgresStore._load = dropped
+sys.argv = ["turnq", *sys.argv[1:]]
+main()
+"""
+
+
+def test_the_drivers_own_warning_about_a_drop_adds_no_second_line():
+    from backends import postgres_url
+
+    with postgres_url() as url:
+        Queue(url, now=NOW).enqueue_text("s", "x")
+        result = subprocess.run([sys.executable, "-c", DROP_SCRIPT, "enqueue", "s", "--text", "y", "--store", url],
+                                capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 9, result.stderr
+    assert result.stderr.count("\n") == 1 and "lost the connection to store" in result.stderr, result.stderr

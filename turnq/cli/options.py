@@ -49,8 +49,21 @@ def open_queue(store: str, now: str | None, lock_timeout: str = DEFAULT_LOCK_TIM
     except InvalidInput as err:
         raise _named(option, err) from None
     OPENED.append(queue)
+    if type(queue.store).__name__ == "PostgresStore":
+        _quiet_driver_log()
     return queue
 
+
+def _quiet_driver_log() -> None:
+    """psycopg logs a warning when it cannot roll back a connection that dropped ("error
+    ignored in rollback …"); with no logging set up, Python prints it to stderr, a second
+    line beside turnq's own error about the same drop. The command's error says it all."""
+    import logging
+
+    driver = logging.getLogger("psycopg")
+    if not driver.handlers:
+        driver.addHandler(logging.NullHandler())
+        driver.propagate = False
 
 def show_store_warnings() -> None:
     """One `turnq: warning:` line per warning the opened stores kept (e.g. a lost log entry)."""
