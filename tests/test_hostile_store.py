@@ -265,7 +265,6 @@ def test_read_only_store_writers_exit_9_readers_work(tmp_path, store_path, valid
 @pytest.mark.parametrize("victim", ["replace", "fsync", "write"])
 def test_full_disk_writers_exit_9_and_leave_the_store(tmp_path, store_path, valid, monkeypatch, victim):
     import errno
-    import tempfile
 
     text, values = valid
 
@@ -273,7 +272,9 @@ def test_full_disk_writers_exit_9_and_leave_the_store(tmp_path, store_path, vali
         raise OSError(errno.ENOSPC, "No space left on device")
 
     if victim == "write":  # the temp file cannot be created at all
-        monkeypatch.setattr(tempfile, "mkstemp", no_space)
+        from turnq.store import files
+
+        monkeypatch.setattr(files, "create_temp", no_space)
     else:
         monkeypatch.setattr(os, victim, no_space)
     for case_id, argv, _ in WRITERS:

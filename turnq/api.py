@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import engine, ids
+from . import engine, identifiers, ids
 from .clock import Clock, FixedClock, SystemClock, parse_time
 from .engine import ClaimRef, EnqueueResult
 from .errors import InvalidInput, StoreBusy, StoreUnreadable, StoreUnwritable, TurnqError
@@ -71,6 +71,8 @@ class Queue:
         entries; if it refuses (LeaseLost, NotFound, ...), the refusal is logged — `refusal`
         gives its op and fields — the state is left as it was, and the error is raised."""
         refused: TurnqError | None = None
+        # Before the store sees it: a database keys its locks by the session id.
+        identifiers.check("the session id", scope)
         try:
             with self.store.transaction(scope) as state:
                 now = self.clock.now_ms()
@@ -161,6 +163,9 @@ class Queue:
              delay_ms: int = 0, available_at_ms: int | None = None, strict: bool = False) -> EnqueueResult:
         """Enqueue a process wake built as the CLI builds it (spec/cli.md, `turnq wake`)."""
         _check_session(session_id)
+        for what, value in (("the process id", process_id), ("the wake id", wake_id), ("the event type", event_type),
+                            ("the scope id", scope_id), ("the dedupe key", dedupe_key)):
+            identifiers.check(what, value)
         wake_id = wake_id if wake_id is not None else f"{process_id}:{sequence}"
 
         def action(state: QueueState, now: int) -> EnqueueResult:
@@ -205,6 +210,8 @@ class Queue:
 
     def _session_command(self, session_id: str, command: Any, key: str | None, strict: bool) -> EnqueueResult:
         _check_session(session_id)
+        identifiers.check("the idempotency key", key)
+        identifiers.check("the reason", command.reason)
 
         def action(state: QueueState, now: int) -> EnqueueResult:
             idem = key if key is not None else self._idempotency_key(command.kind, session_id, command.reason, now)
@@ -244,7 +251,7 @@ class Queue:
                                           "batch_ids": list(batch_ids or [])}, action)
 
     def renew(self, claim: ClaimLike, *, ttl_ms: int = engine.DEFAULT_TTL_MS) -> QueuedWorkClaim:
-        ref = ClaimRef.of(claim)
+        ref = _checked_ref(claim)
 
         def action(state: QueueState, now: int) -> QueuedWorkClaim:
             renewed = engine.renew(state, ref, ttl_ms, now)
@@ -257,7 +264,7 @@ class Queue:
 
     def abandon(self, claim: ClaimLike) -> list[str]:
         """Release the claim's batches that still carry it; returns their ids (maybe none)."""
-        ref = ClaimRef.of(claim)
+        ref = _checked_ref(claim)
 
         def action(state: QueueState, now: int) -> list[str]:
             holder = _holder(state, ref)
@@ -269,7 +276,7 @@ class Queue:
         return self._audited(ref.session_id, _claim_refusal("abandon", ref), action)
 
     def complete(self, claim: ClaimLike) -> QueuedWorkCompletion:
-        ref = ClaimRef.of(claim)
+        ref = _checked_ref(claim)
 
         def action(state: QueueState, now: int) -> QueuedWorkCompletion:
             holder = _holder(state, ref)
@@ -280,6 +287,8 @@ class Queue:
         return self._audited(ref.session_id, _claim_refusal("complete", ref), action)
 
     def cancel(self, session_id: str, batch_id: str) -> QueuedWorkBatch:
+        identifiers.check("the batch id", batch_id)
+
         def action(state: QueueState, now: int) -> QueuedWorkBatch:
             batch = engine.cancel(state, session_id, batch_id, now)
             state.record("cancel", now, session_id, [batch.batch_id], source_key=batch.source_key)
@@ -310,12 +319,15 @@ class Queue:
     # ----------------------------------------------------------------- reading
 
     def list(self, session_id: str) -> list[QueuedWorkBatch]:
+        _check_session(session_id)
         return engine.list_batches(self.store.read(session_id), session_id)
 
     def pending(self, session_id: str) -> list[QueuedWorkBatch]:
+        _check_session(session_id)
         return engine.pending(self.store.read(session_id), session_id, self.clock.now_ms())
 
     def tombstones(self, session_id: str) -> list[Tombstone]:
+        _check_session(session_id)
         return [t.summary() for t in self.store.read(session_id).session_tombstones(session_id)]
 
     def resolve_batch_id(self, session_id: str, text: str) -> str:
@@ -386,6 +398,7 @@ class Queue:
     def batch(self, session_id: str, batch_id: str) -> views.BatchView:
         from . import views
 
+        _check_session(session_id)
         return views.batch_view(self.store.read(session_id), session_id, batch_id, self.clock.now_ms())
 
     def overview(self) -> views.Overview:
@@ -396,6 +409,7 @@ class Queue:
     def inspect(self, session_id: str, *, pending: bool = False, tombstones: bool = False) -> views.SessionView:
         from . import views
 
+        _check_session(session_id)
         return views.session_view(self.store.read(session_id), session_id, self.clock.now_ms(), pending=pending,
                                   tombstones=tombstones)
 
@@ -449,6 +463,16 @@ def make_draft(session_id: str, payloads: list[Any], *, source_key: str | None =
 def _check_session(session_id: str) -> None:
     if not session_id:
         raise InvalidInput("the session id is empty")
+    identifiers.check("the session id", session_id)
+
+
+def _checked_ref(claim: ClaimLike) -> ClaimRef:
+    """The claim to settle, its identifiers checked before any store sees them."""
+    ref = ClaimRef.of(claim)
+    for what, value in (("the session id", ref.session_id), ("the claim id", ref.claim_id),
+                        ("the lease token", ref.lease_token), ("the batch id", ref.batch_ids or ())):
+        identifiers.check(what, value)
+    return ref
 
 
 def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-from . import ids
+from . import identifiers, ids
 from .clock import format_time
 from .errors import BatchHeld, InvalidInput, LeaseLost, NotFound, SourceKeyConflict
 from .models import (
@@ -95,6 +95,7 @@ def check_draft(draft: QueuedWorkBatchDraft) -> None:
         raise InvalidInput("draft: the session id is empty")
     if not draft.payloads:
         raise InvalidInput("draft: a batch needs at least one payload")
+    identifiers.check_model(draft, "draft")
     for payload in draft.payloads:
         if isinstance(payload, ProcessWakePayload) and payload.wake.target_session_id != draft.session_id:
             raise InvalidInput(
@@ -225,6 +226,8 @@ def claim(state: QueueState, session_id: str, owner_id: str, boundary: str, ttl_
         raise InvalidInput("the owner id is empty")
     if type(owner_id) is not str:
         raise InvalidInput(f"the owner id must be a string, got {type(owner_id).__name__}")
+    identifiers.check("the owner id", owner_id)
+    identifiers.check("the batch id", batch_ids)
     if batch_ids is not None:
         run = _plan_exact(state, session_id, boundary, batch_ids, now_ms)
     else:

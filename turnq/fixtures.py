@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import engine, ids, models, wirejson
+from . import engine, identifiers, ids, models, wirejson
 from .clock import (
     U64_MAX,
     Clock,
@@ -40,7 +40,7 @@ from .clock import (
     parse_duration,
     parse_time,
 )
-from .errors import InvalidInput, StoreUnreadable, TurnqError
+from .errors import InvalidInput, StoreUnreadable, StoreUnwritable, TurnqError
 from .models import BOUNDARIES, DELIVERY_POLICIES, SLOT_POLICIES, QueuedWorkClaim
 from .state import QueueState
 from .store.base import Store
@@ -570,6 +570,10 @@ def _build_into(fixture: Fixture, state: QueueState, clock: Clock, location: str
             raise InvalidInput(f"the fixture holds exact batches or tombstones (as export writes them): import it "
                                f"into an empty store, not {location}")
         _put_exact(fixture, state)
+        holding_nul = identifiers.find_in_state(state)
+        if holding_nul is not None:
+            raise InvalidInput(f"the fixture holds a NUL character (U+0000) in {holding_nul}, which no identifier "
+                               "may hold (PostgreSQL cannot store it); nothing was imported")
         batches = sum(len(s.batches) for s in fixture.sessions)
         tombstones = sum(len(s.tombstones) for s in fixture.sessions)
     queue = Queue(_StateStore(state, location), now=clock)
@@ -708,6 +712,28 @@ def _export_claim(fencing: int, lease: Any) -> dict[str, Any]:
     if lease is not None:
         data["claim"] = lease.to_wire()
     return data
+
+
+def write_output(path: str | Path, text: str, store: Store, *, force: bool = False) -> None:
+    """Write an exported fixture to `path` atomically (temp file beside it, fsync, rename): a
+    failure leaves the old file whole (StoreUnwritable, exit 9). A file that is a turnq store
+    — the one exported, or any other — is not overwritten unless `force`."""
+    from .store import files
+
+    target = Path(path)
+    if not force:
+        store_path = getattr(store, "path", None)
+        if store_path is not None and files.same_file(target, Path(store_path)):
+            raise InvalidInput(f"--output: {path} is the store being exported ({store.location}); "
+                               "nothing was written (give another file)")
+        if files.is_store_file(target):
+            raise InvalidInput(f"--output: {path} is a turnq store; nothing was written "
+                               "(give --force to overwrite it with the fixture)")
+    try:
+        files.write_atomically(target, text.encode("utf-8"))
+    except OSError as err:
+        raise StoreUnwritable(f"--output: cannot write {path}: {err.strerror or err}; "
+                              "it was left as it was") from None
 
 
 def dumps(document: dict, fmt: str) -> str:

@@ -22,6 +22,10 @@ def migrated(done: Migration) -> None:
     if done.replaced_batches or done.replaced_tombstones:
         console.print(f"Replaced what the target held: {done.replaced_batches} batch(es), "
                       f"{done.replaced_tombstones} tombstone(s).")
+    if done.backup is not None:
+        from rich.text import Text
+
+        console.print(Text(f"The target's old content was kept in {done.backup}"))
     if done.verified:
         console.print("Verified: both stores read back hold the same queue.")
         return

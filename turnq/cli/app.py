@@ -81,6 +81,7 @@ class TurnqGroup(TyperGroup):
             traceback.print_exc()
             code = report_error(ExitStatus.INTERNAL, "internal error: this is a bug in turnq; please report it "
                                 "with the traceback above", json_mode)
+        _store_warnings()
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
@@ -101,6 +102,17 @@ def exit_on_broken_pipe(write: Any) -> None:
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(141)
+
+
+def _store_warnings() -> None:
+    """What the stores kept to say about writes that happened (a lost audit-log entry): the
+    command's exit code stays the operation's, and the warning goes to stderr."""
+    module = sys.modules.get(f"{__package__}.options")
+    if module is not None:
+        try:
+            module.show_store_warnings()
+        except OSError:  # stderr is gone: nothing more to do
+            pass
 
 
 def _silence_stdout() -> None:

@@ -67,6 +67,9 @@ def export(
         "else toml]", show_default=False)] = None,
     output_file: Annotated[str | None, typer.Option(
         "--output", "-o", metavar="FILE", help="Write the fixture here. [default: stdout]")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --output: overwrite FILE even when it is a turnq store (refused otherwise, exit 2).")]
+    = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -85,7 +88,5 @@ def export(
     if output_file is None or output_file == "-":
         sys.stdout.write(text)
         return
-    try:
-        Path(output_file).write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise InvalidInput(f"--output: cannot write {output_file}: {err.strerror or err}") from None
+    # Atomically (a full disk leaves the old file whole: exit 9), and never over a store unless --force.
+    fixtures.write_output(output_file, text, queue.store, force=force)

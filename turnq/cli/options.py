@@ -40,6 +40,9 @@ ReplayStrictOpt = Annotated[bool, typer.Option(
 DEFAULT_STORE = "turnq.json"
 DEFAULT_LOCK_TIMEOUT = "10s"
 
+#: The queues this command opened: their stores' warnings are shown when it ends (cli.app).
+OPENED: list[Queue] = []
+
 
 def open_queue(store: str, now: str | None, lock_timeout: str = DEFAULT_LOCK_TIMEOUT, *,
                option: str = "--store") -> Queue:
@@ -48,9 +51,31 @@ def open_queue(store: str, now: str | None, lock_timeout: str = DEFAULT_LOCK_TIM
     lock_timeout_ms = option_duration(lock_timeout, "--lock-timeout")
     logging = log_options()
     try:
-        return Queue(store or DEFAULT_STORE, now=now_ms, lock_timeout_ms=lock_timeout_ms, **logging)
+        queue = Queue(store or DEFAULT_STORE, now=now_ms, lock_timeout_ms=lock_timeout_ms, **logging)
     except InvalidInput as err:
         raise _named(option, err) from None
+    OPENED.append(queue)
+    if type(queue.store).__name__ == "PostgresStore":
+        _quiet_driver_log()
+    return queue
+
+
+def _quiet_driver_log() -> None:
+    """psycopg logs a warning when it cannot roll back a connection that dropped ("error
+    ignored in rollback …"); with no logging set up, Python prints it to stderr, a second
+    line beside turnq's own error about the same drop. The command's error says it all."""
+    import logging
+
+    driver = logging.getLogger("psycopg")
+    if not driver.handlers:
+        driver.addHandler(logging.NullHandler())
+        driver.propagate = False
+
+def show_store_warnings() -> None:
+    """One `turnq: warning:` line per warning the opened stores kept (e.g. a lost log entry)."""
+    while OPENED:
+        for message in OPENED.pop(0).store.take_warnings():
+            output.warn(message)
 
 
 def log_options() -> dict[str, Any]:

@@ -20,13 +20,18 @@ def migrate(
                                         show_default=False)],
     target: Annotated[str, typer.Option("--to", help=f"The store to fill: {LOCATION_HELP}.", show_default=False)],
     replace: Annotated[bool, typer.Option(
-        "--replace", help="Overwrite a target that is not empty (refused otherwise, exit 2).")] = False,
+        "--replace", help="Overwrite a target that is not empty (refused otherwise, exit 2); a JSON or SQLite "
+        "target keeps a backup (STORE.bak-NOW).")] = False,
+    allow_empty: Annotated[bool, typer.Option(
+        "--allow-empty", help="With --replace: let an empty source empty the target (refused otherwise, exit 2).")]
+    = False,
     now: NowOpt = None,
     json_out: JsonOpt = False,
     lock_timeout: LockTimeoutOpt = "10s",
 ) -> int:
     """Copy every batch, live claim, fencing counter, tombstone and the enqueue counter from one
-    store to another, then read both back and compare them (exit 1 if they differ)."""
+    store to another, then read both back and compare them (exit 1 if they differ). A source
+    that does not exist is refused (exit 5)."""
     from ..migrate import migrate as run
 
     source_queue = open_queue(source, now, lock_timeout, option="--from")
@@ -35,7 +40,7 @@ def migrate(
 
     with progress_bar("Migrating", wanted(json_out)) as advance:
         done = run(source_queue.store, target_queue.store, now_ms=target_queue.clock.now_ms(), replace=replace,
-                   progress=advance)
+                   allow_empty=allow_empty, progress=advance)
     if json_out:
         output.emit_json(done.to_wire())
     else:

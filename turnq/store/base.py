@@ -27,6 +27,20 @@ class Store(ABC):
     log_enabled: bool = True
     log_max_entries: int = DEFAULT_LOG_MAX_ENTRIES
 
+    def exists(self) -> bool:
+        """Whether the store is there: its file (JSON, SQLite), turnq's tables in the schema
+        (PostgreSQL). A store that was created and emptied exists; a mistyped path does not."""
+        return True
+
+    def warn(self, message: str) -> None:
+        """Keep a warning about a write that otherwise succeeded (e.g. its audit-log entry was
+        lost), for the caller to show: the core never prints."""
+        self.__dict__.setdefault("_warnings", []).append(message)
+
+    def take_warnings(self) -> list[str]:
+        """The warnings kept since the last call (oldest first), and forget them."""
+        return self.__dict__.pop("_warnings", [])
+
     @abstractmethod
     def read(self, session_id: str | None = None) -> QueueState:
         """A consistent snapshot for reading. Never writes, never creates anything.
@@ -61,6 +75,13 @@ class Store(ABC):
         """The store's content as the JSON store document (spec: the store file's format),
         without validating it, for `turnq doctor`. May be broken: that is what doctor checks."""
         raise NotImplementedError(f"the {type(self).__name__} backend cannot show its raw document")
+
+    def keep_backup(self, state: QueueState, suffix: str) -> str | None:
+        """Save `state` (what a transaction is about to replace: call it inside the transaction)
+        as a JSON store document beside the store, `STORE.bak-SUFFIX` (never over an earlier
+        file), for `turnq migrate --replace`. Returns its path; None: this backend has no
+        place for one (a database server). StoreUnwritable when it cannot be written."""
+        return None
 
     def replace_document(self, document: dict[str, Any], *, backup: bool = True, backup_suffix: str | None = None,
                          expected: dict[str, Any] | None = None) -> str | None:

@@ -8,7 +8,13 @@ The audit log is `PATH.log`, JSON Lines, one entry per line with an increasing `
 A transaction appends its entries (and fsyncs) under the same lock, after the rename.
 Appending reads only the log's tail (for the last id), never the whole log. Retention:
 readers see only the newest `log_max_entries`; the file is rewritten without the older
-ones once it holds a tenth more than that (so trimming costs little per write).
+ones once it holds a tenth more than that (so trimming costs little per write). When the
+append fails after the state was saved, the change stands: the store keeps a warning
+(`Store.take_warnings`) instead of failing an operation that happened.
+
+A store path that is a symbolic link is resolved once, when the store is opened: writes
+go to the link's target (and the lock and log sit beside it), and the link stays a link.
+The sidecar files themselves are never followed (see `files.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +31,7 @@ from typing import Any
 from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable
 from ..state import QueueState
 from . import codec
+from . import files
 from .base import DEFAULT_LOG_MAX_ENTRIES, Store
 from .lockfile import Timeout, file_lock  # filelock's flock, without importing filelock
 
@@ -36,7 +42,8 @@ _TAIL_BYTES = 4_096
 class JsonFileStore(Store):
     def __init__(self, path: str | Path, *, lock_timeout_ms: int = 10_000, log_enabled: bool = True,
                  log_max_entries: int = DEFAULT_LOG_MAX_ENTRIES) -> None:
-        self.path = Path(path)
+        # Resolved once: a rename over the link would replace it with a regular file.
+        self.path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
         self.location = str(path)
         self.lock_timeout_ms = lock_timeout_ms
         self.log_enabled = log_enabled
@@ -51,6 +58,9 @@ class JsonFileStore(Store):
         return self.path.with_name(self.path.name + ".lock")
 
     # ----------------------------------------------------------------- reading
+
+    def exists(self) -> bool:
+        return self.path.exists()
 
     def read(self, session_id: str | None = None) -> QueueState:
         # One file holds every session, and a write rewrites it whole: the scope is moot here.
@@ -88,21 +98,32 @@ class JsonFileStore(Store):
     def transaction(self, session_id: str | None = None) -> Iterator[QueueState]:
         with self._locked():
             state = self.read()
+            if self.log_enabled:  # refused before anything is written, not after
+                files.check_not_symlink(self.log_path, "audit log")
             yield state
-            if state.changed:
+            saved = state.changed
+            if saved:
                 self._write(codec.encode(state))
                 state.changed = False
             if state.audit:
                 entries = list(state.audit)
                 state.audit.clear()
                 if self.log_enabled:
-                    self._append_log(entries)
+                    try:
+                        self._append_log(entries)
+                    except StoreUnwritable as err:
+                        # The state is committed: failing now would tell a retrying caller the
+                        # change did not happen. Say that its log entry was lost instead.
+                        what = "the change was saved" if saved else "nothing was changed"
+                        self.warn(f"{what}, but its audit-log entry was lost: {err.message}")
 
     # ----------------------------------------------------------------- audit log
 
     def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
         try:
-            raw = self.log_path.read_bytes()
+            fd = files.open_sidecar(self.log_path, os.O_RDONLY, "audit log")
+            with os.fdopen(fd, "rb") as handle:
+                raw = handle.read()
         except FileNotFoundError:
             return []
         except OSError as err:
@@ -116,7 +137,8 @@ class JsonFileStore(Store):
     def _append_log(self, entries: list[dict[str, Any]]) -> None:
         path = self.log_path
         try:
-            with open(path, "a+b") as handle:
+            fd = files.open_sidecar(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, "audit log")
+            with os.fdopen(fd, "a+b") as handle:
                 first_id, last_id, torn = _log_bounds(handle)
                 lines = []
                 for entry in entries:
@@ -130,10 +152,7 @@ class JsonFileStore(Store):
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as err:
-            raise StoreUnwritable(
-                f"the change to store {self.location} was saved, but its audit log {path} could not be "
-                f"written: {err.strerror or err}"
-            ) from None
+            raise StoreUnwritable(f"cannot write audit log {path}: {err.strerror or err}") from None
         held = last_id - first_id + 1
         if held > self.log_max_entries + max(self.log_max_entries // 10, 16):
             self._trim_log()
@@ -142,16 +161,10 @@ class JsonFileStore(Store):
         """Rewrite the log with only the newest `log_max_entries` (atomically, under the lock)."""
         kept = self.read_log()
         text = "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in kept)
-        folder = self.log_path.parent
-        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{self.log_path.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(text.encode("utf-8"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, self.log_path)
+            files.write_atomically(self.log_path, text.encode("utf-8"))
         except OSError:
-            _remove_quietly(temp_name)  # the untrimmed log is still whole: trim next time
+            pass  # the untrimmed log is still whole: trim next time
 
     def change_marker(self) -> Any:
         """The store file's identity, size and mtime (every write renames a new file in)."""
@@ -192,20 +205,20 @@ class JsonFileStore(Store):
             backup_path = None
             if backup and self.path.exists():
                 suffix = backup_suffix or str(int(os.path.getmtime(self.path) * 1000))
-                backup_path = self.path.with_name(f"{self.path.name}.bak-{suffix}")
-                number = 1
-                while backup_path.exists():  # never overwrite an earlier backup (a fixed clock repeats)
-                    backup_path = self.path.with_name(f"{self.path.name}.bak-{suffix}-{number}")
-                    number += 1
                 try:
-                    backup_path.write_bytes(self.path.read_bytes())
+                    old = self.path.read_bytes()
                 except OSError as err:
-                    raise StoreUnwritable(
-                        f"cannot back up store {self.location} to {backup_path}: {err.strerror or err}; "
-                        "nothing was changed"
-                    ) from None
+                    raise StoreUnreadable(f"store {self.location} cannot be read: {err.strerror or err}") from None
+                backup_path = self._backup(old, suffix)
             self._write(text)
-        return None if backup_path is None else str(backup_path)
+        return backup_path
+
+    def keep_backup(self, state: QueueState, suffix: str) -> str | None:
+        return self._backup(codec.encode(state).encode("utf-8"), suffix)
+
+    def _backup(self, data: bytes, suffix: str) -> str:
+        return files.write_backup(self.path.with_name(f"{self.path.name}.bak-{suffix}"), "", data, self.path,
+                                  self.location)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -222,6 +235,8 @@ class JsonFileStore(Store):
                 f"store {self.location} is busy: another process holds {self.lock_path} "
                 f"(waited {self.lock_timeout_ms} ms); retry, or raise --lock-timeout"
             ) from None
+        except StoreUnwritable:
+            raise
         except OSError as err:
             raise StoreUnwritable(
                 f"cannot lock store {self.location}: {err.strerror or err} ({self.lock_path})"
@@ -232,32 +247,14 @@ class JsonFileStore(Store):
             lock.release()
 
     def _write(self, text: str) -> None:
+        # An existing store keeps its mode; a new one gets the umask's, as any program's file.
         mode = self._writable_mode()
-        folder = self.path.parent
-        temp_name = None
         try:
-            fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(text.encode("utf-8"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp_name, mode)
-            os.replace(temp_name, self.path)
-            temp_name = None
+            files.write_atomically(self.path, text.encode("utf-8"), mode=mode)
         except OSError as err:
             raise StoreUnwritable(
                 f"cannot write store {self.location}: {err.strerror or err}; the store was left as it was"
             ) from None
-        finally:
-            if temp_name is not None:
-                _remove_quietly(temp_name)
-        # The rename has committed the new state: every reader now sees it. Syncing the
-        # folder only hardens that against power loss, so its failure (some file systems
-        # refuse fsync on a directory) must not report the committed write as failed.
-        try:
-            _fsync_dir(folder)
-        except OSError:
-            pass
         self._sweep_temp_files()
 
     def _sweep_temp_files(self) -> None:
@@ -270,31 +267,16 @@ class JsonFileStore(Store):
         except OSError:
             return
         for name in stale:
-            _remove_quietly(name)
+            files.remove_quietly(name)
 
-    def _writable_mode(self) -> int:
+    def _writable_mode(self) -> int | None:
         try:
             mode = stat.S_IMODE(self.path.stat().st_mode)
         except FileNotFoundError:
-            return 0o644
+            return None
         if not mode & stat.S_IWUSR:
             raise StoreUnwritable(f"store {self.location} is read-only; nothing was changed")
         return mode
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_quietly(name: str) -> None:
-    try:
-        os.unlink(name)
-    except OSError:
-        pass
 
 
 def _log_bounds(handle: Any) -> tuple[int, int, bool]:
@@ -331,7 +313,7 @@ def _parse_lines(raw: bytes) -> list[dict[str, Any]]:
             continue
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: hostile nesting
             continue
         if isinstance(entry, dict) and type(entry.get("id")) is int:
             entries.append(entry)

@@ -13,6 +13,8 @@ import os
 import time
 from typing import Any
 
+from . import files
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not Unix
@@ -48,7 +50,9 @@ class FlockLock:
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout if self.timeout >= 0 else None
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # Never through a link (a planted one could make turnq create or lock any file);
+            # a new lock file's mode follows the umask.
+            fd = files.open_sidecar(self.path, os.O_RDWR | os.O_CREAT, "lock file")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:

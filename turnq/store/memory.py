@@ -28,6 +28,9 @@ class MemoryStore(Store):
         self._log: list[dict[str, Any]] = []
         self._last_log_id = 0
 
+    def exists(self) -> bool:
+        return True
+
     def read(self, session_id: str | None = None) -> QueueState:
         return self._scoped(session_id)
 

@@ -97,6 +97,9 @@ WITH counter AS (
 )
 DELETE FROM turnq_log WHERE id < (SELECT first FROM counter) + %(n)s - %(keep)s
 """
+#: PostgreSQL's lock_timeout is an int of milliseconds, and 0 means "wait forever": a longer
+#: --lock-timeout waits this long (24.8 days), a zero one 1 ms (as the JSON store, one try).
+PG_MAX_LOCK_TIMEOUT_MS = 2**31 - 1
 _STORE_KEY = "hashtextextended('turnq-store:' || current_schema(), 0)"
 _SESSION_KEY = "hashtextextended('turnq-session:' || current_schema() || ':' || %s, 0)"
 
@@ -160,7 +163,7 @@ class PostgresStore(Store):
             )
         self.conninfo, self.schema = _split_url(url)
         self.location = _redact(url)
-        self.lock_timeout_ms = lock_timeout_ms
+        self.lock_timeout_ms = min(max(1, int(lock_timeout_ms)), PG_MAX_LOCK_TIMEOUT_MS)
         self.log_enabled = log_enabled
         self.log_max_entries = max(0, log_max_entries)
         self._conn: Any = None
@@ -278,6 +281,11 @@ class PostgresStore(Store):
             except psycopg.Error as err:
                 raise self._error(err, writing=False) from None
 
+    def exists(self) -> bool:
+        """turnq's tables are in the schema (a server or schema never written to: False)."""
+        with self._reading() as conn:
+            return conn is not None
+
     def read(self, session_id: str | None = None) -> QueueState:
         with self._reading() as conn:
             if conn is None:
@@ -291,7 +299,7 @@ class PostgresStore(Store):
             if conn is None:
                 return []
             found = conn.execute("SELECT id, entry FROM turnq_log WHERE id > %s ORDER BY id", (after_id,)).fetchall()
-            return [rows.log_entry(row_id, text) for row_id, text in found]
+            return rows.log_entries(found)
 
     def raw_document(self) -> dict[str, Any]:
         with self._reading() as conn:

@@ -231,9 +231,19 @@ def load_tombstones(rows: list[Any], state: QueueState, snapshot: Snapshot | Non
             snapshot.add_tombstone(tomb)
 
 
-def log_entry(row_id: int, text: str) -> dict[str, Any]:
-    entry = json.loads(text)
-    return {"id": row_id, **entry}
+def log_entry(row_id: int, text: str) -> dict[str, Any] | None:
+    """A log row as an entry; None for a torn or hostile row (skipped, as the JSON store skips
+    such a line: the log is a record, never a reason for a command to fail)."""
+    try:
+        entry = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return {"id": row_id, **entry} if isinstance(entry, dict) else None
+
+
+def log_entries(found: list[Any]) -> list[dict[str, Any]]:
+    """The well-formed entries of (id, entry text) rows."""
+    return [entry for entry in (log_entry(row_id, text) for row_id, text in found) if entry is not None]
 
 
 def check_version(version: Any, location: str) -> None:
@@ -265,16 +275,16 @@ def replace_document(store: Any, document: dict[str, Any], *, backup_path: Any =
         old_text = codec.encode(codec.decode(old_raw, store.location)) if old_raw else None
     except StoreUnreadable:
         old_text = None
-    if backup_path is not None and old_raw:
-        try:
-            backup_path.write_text(json.dumps(old_raw, ensure_ascii=False) + "\n", encoding="utf-8")
-        except OSError as err:
-            raise StoreUnwritable(f"cannot back up store {store.location} to {backup_path}: "
-                                  f"{err.strerror or err}; nothing was changed") from None
+    written = None
+    if backup_path is not None and old_raw:  # backup_path: the stem; the backup is STEM[-N].json
+        from . import files
+
+        text = json.dumps(old_raw, ensure_ascii=False) + "\n"
+        written = files.write_backup(backup_path, ".json", text.encode("utf-8"), store.path, store.location)
     with store.transaction(None) as state:
         if old_text is not None and codec.encode(state) != old_text:
             raise StoreBusy(f"store {store.location} changed while it was checked; nothing was changed: "
                             "run the command again")
         state.next_seq, state.sessions, state.tombstones = new.next_seq, new.sessions, new.tombstones
         state.changed = True
-    return None if backup_path is None or not old_raw else str(backup_path)
+    return written

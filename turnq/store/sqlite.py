@@ -6,6 +6,13 @@ operation names, lets the engine change them, and writes back only the rows that
 changed, with the audit entries, before `COMMIT`. Readers never wait: WAL gives each
 read transaction a consistent snapshot. The tables are described in `rows.py`; they are
 created on first write, and `turnq_meta.schema_version` refuses a newer schema.
+
+Reads use a read-only connection (`mode=ro`), so they work where nothing can be written (a
+read-only folder or file system, a full disk); the first write reopens it read-write. A
+write checks, once it holds the write lock and again before COMMIT, that the file it has
+open is still the one at the store's path (device and inode): a file removed (or replaced)
+under a long-running process would otherwise take writes nobody can ever read. A store
+path that is a symbolic link is resolved once, when the store is opened.
 """
 
 from __future__ import annotations
@@ -78,12 +85,15 @@ _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8
 class SqliteStore(Store):
     def __init__(self, path: str | Path, *, lock_timeout_ms: int = 10_000, location: str | None = None,
                  log_enabled: bool = True, log_max_entries: int = DEFAULT_LOG_MAX_ENTRIES) -> None:
-        self.path = Path(path)
+        # Resolved once, as the JSON store does: the database and its -wal sit at the target.
+        self.path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
         self.location = location if location is not None else f"sqlite:///{path}"
         self.lock_timeout_ms = lock_timeout_ms
         self.log_enabled = log_enabled
         self.log_max_entries = max(0, log_max_entries)
         self._conn: sqlite3.Connection | None = None
+        self._writable = False  # whether _conn was opened read-write
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file _conn has open
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._cache = rows.BatchCache()
@@ -97,9 +107,15 @@ class SqliteStore(Store):
     # ----------------------------------------------------------------- connection
 
     def _connection(self, create: bool) -> sqlite3.Connection | None:
-        """The open connection; None when the file does not exist and `create` is false."""
+        """The open connection: read-write for a transaction (`create`: the file is made when
+        missing), else read-only. None when the file does not exist and `create` is false."""
         if self._conn is not None and self._pid == os.getpid():
-            return self._conn
+            if create and not self._writable:
+                self.close()  # a read-only connection: reopen it read-write
+            elif not create and self._identity != self._file_identity():
+                self.close()  # another file is at the path now: a read reads that one
+            else:
+                return self._conn
         # A connection opened before a fork belongs to the parent: leave it (unclosed) to it.
         self._conn, self._pid = None, os.getpid()
         if self.path.is_dir():
@@ -110,13 +126,9 @@ class SqliteStore(Store):
             if not self.path.parent.is_dir():
                 raise StoreUnwritable(
                     f"cannot write store {self.location}: its folder {self.path.parent} does not exist")
+            self._create_file()
         new_file = not self.path.exists() or self.path.stat().st_size == 0
-        uri = f"file:{quote(str(self.path.absolute()))}?mode={'rwc' if create else 'rw'}"
-        try:
-            conn = sqlite3.connect(uri, uri=True, timeout=self.lock_timeout_ms / 1000, isolation_level=None,
-                                   check_same_thread=False)
-        except sqlite3.Error as err:
-            raise self._error(err, writing=create) from None
+        conn = self._connect("rwc" if create else "ro", writing=create)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout_ms)}")
             if create and new_file:
@@ -126,8 +138,65 @@ class SqliteStore(Store):
         except sqlite3.Error as err:
             conn.close()
             raise self._error(err, writing=create) from None
-        self._conn = conn
+        self._conn, self._writable, self._identity = conn, create, self._file_identity()
         return conn
+
+    def _create_file(self) -> None:
+        """Make the empty database file as any program makes a file (0666 less the umask; SQLite
+        alone would use 0644 whatever the umask); its -wal and -shm files take its mode."""
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
+        except FileExistsError:
+            pass  # another process made it first
+        except OSError as err:
+            raise StoreUnwritable(f"cannot write store {self.location}: {err.strerror or err}") from None
+
+    def _connect(self, mode: str, *, writing: bool) -> sqlite3.Connection:
+        uri = f"file:{quote(str(self.path.absolute()))}?mode={mode}"
+        conn = None
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=self.lock_timeout_ms / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            if not writing:  # the file is opened lazily: make it happen here
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.Error as err:
+            if conn is not None:
+                conn.close()
+            code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+            if writing or code not in (_CANTOPEN, _READONLY, _IOERR, _FULL) or self._wal_holds_frames():
+                raise self._error(err, writing=writing) from None
+        # A WAL database is opened read-only only if its -shm file can be made beside it: not
+        # in a read-only folder or file system, nor on a full disk. Nobody can write there
+        # either, so the file is read as immutable (without the -shm) — unless a -wal file
+        # holds commits, which an immutable read would not see (refused above).
+        try:
+            conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.Error as err:
+            raise self._error(err, writing=False) from None
+
+    def _wal_holds_frames(self) -> bool:
+        try:
+            return os.path.getsize(f"{self.path}-wal") > 0
+        except OSError:
+            return False
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return (info.st_dev, info.st_ino)
+
+    def _check_identity(self) -> None:
+        """Refuse to go on writing into a file that is no longer the one at the store's path."""
+        if self._identity is not None and self._file_identity() == self._identity:
+            return
+        raise StoreUnwritable(f"cannot write store {self.location}: the database file at its path was removed or "
+                              "replaced since it was opened; nothing was written (the next operation opens "
+                              "the file that is there now)")
 
     def _error(self, err: sqlite3.Error, *, writing: bool) -> TurnqError:
         code = getattr(err, "sqlite_errorcode", 0) & 0xFF
@@ -137,7 +206,7 @@ class SqliteStore(Store):
                              f"(waited {self.lock_timeout_ms} ms); retry, or raise --lock-timeout")
         if code in (_NOTADB, _CORRUPT):
             return StoreUnreadable(f"store {self.location} is unreadable: {text}; it was left as it is")
-        if code in (_READONLY, _FULL, _IOERR, _CANTOPEN) or writing:
+        if writing:  # a read never says "cannot write": it opened the file read-only
             return StoreUnwritable(f"cannot write store {self.location}: {text}; the store was left as it was")
         return StoreUnreadable(f"store {self.location} cannot be read: {text}")
 
@@ -205,6 +274,9 @@ class SqliteStore(Store):
             except sqlite3.Error as err:
                 raise self._error(err, writing=False) from None
 
+    def exists(self) -> bool:
+        return self.path.exists()
+
     def read(self, session_id: str | None = None) -> QueueState:
         with self._reading() as conn:
             if conn is None:
@@ -219,7 +291,7 @@ class SqliteStore(Store):
             if conn is None or self._meta(conn) is None:
                 return []
             found = conn.execute("SELECT id, entry FROM turnq_log WHERE id > ? ORDER BY id", (after_id,)).fetchall()
-            return [rows.log_entry(row_id, text) for row_id, text in found]
+            return rows.log_entries(found)
 
     def raw_document(self) -> dict[str, Any]:
         with self._reading() as conn:
@@ -237,11 +309,17 @@ class SqliteStore(Store):
                          expected: dict[str, Any] | None = None) -> str | None:
         """For `turnq doctor --fix`: the old content is kept as `PATH.bak-SUFFIX.json` (a JSON store
         document) when `backup` is set."""
-        backup_path = None
+        backup_stem = None
         if backup and self.path.exists():
             suffix = backup_suffix or str(int(self.path.stat().st_mtime * 1000))
-            backup_path = self.path.with_name(f"{self.path.name}.bak-{suffix}.json")
-        return rows.replace_document(self, document, backup_path=backup_path, expected=expected)
+            backup_stem = self.path.with_name(f"{self.path.name}.bak-{suffix}")
+        return rows.replace_document(self, document, backup_path=backup_stem, expected=expected)
+
+    def keep_backup(self, state: QueueState, suffix: str) -> str | None:
+        from . import codec, files
+
+        return files.write_backup(self.path.with_name(f"{self.path.name}.bak-{suffix}"), ".json",
+                                  codec.encode(state).encode("utf-8"), self.path, self.location)
 
     # ----------------------------------------------------------------- writing
 
@@ -256,6 +334,7 @@ class SqliteStore(Store):
                 raise self._error(err, writing=True) from None
             try:
                 try:
+                    self._check_identity()
                     meta = self._meta(conn)
                     if meta is None:
                         meta = self._create(conn)
@@ -273,15 +352,23 @@ class SqliteStore(Store):
                         state.audit.clear()
                         if self.log_enabled:
                             self._append_log(conn, entries, int(meta.get("next_log_id", 1)))
+                    self._check_identity()  # the last moment: a write not at the path is never acknowledged
                     conn.execute("COMMIT")
                 except sqlite3.Error as err:
                     raise self._error(err, writing=True) from None
+            except StoreUnwritable:
+                self._rollback(conn)
+                self.close()  # e.g. the file was replaced: the next operation opens what is there
+                raise
             finally:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        self.close()  # the next operation opens a fresh connection
+                self._rollback(conn)
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        if self._conn is conn and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self.close()  # the next operation opens a fresh connection
 
     def _save(self, conn: sqlite3.Connection, snapshot: rows.Snapshot, state: QueueState) -> None:
         changes = rows.diff(snapshot, state)
