@@ -25,6 +25,9 @@ def import_(
     now: NowOpt = None,
     json_out: JsonOpt = False,
     lock_timeout: LockTimeoutOpt = "10s",
+    allow_outside: Annotated[list[str] | None, typer.Option(
+        "--allow-outside", metavar="PATH", help="Let image paths point into this folder too (repeatable). "
+        "[default: only inside the fixture's folder]", show_default=False)] = None,
 ) -> None:
     """Build a fixture (sessions, drafts, claims, exact batches) into the store: all of it, or nothing."""
     from .. import fixtures
@@ -35,9 +38,9 @@ def import_(
         if fmt is None:
             raise InvalidInput("--format: reading stdin needs --format toml|json")
         document = fixtures.loads_document(sys.stdin.buffer.read(), fmt, "stdin")
-        fixture = fixtures.parse(document, base_dir=Path.cwd())
+        fixture = fixtures.parse(document, base_dir=Path.cwd(), allow_outside=tuple(allow_outside or ()))
     else:
-        fixture = fixtures.parse_file(file, fmt)
+        fixture = fixtures.parse_file(file, fmt, allow_outside=tuple(allow_outside or ()))
     result = fixtures.build(fixture, queue.store, now_ms=now_ms)
     if json_out:
         output.emit_json(result.to_wire())

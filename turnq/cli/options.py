@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .. import models
+from .. import limits, models
 from ..api import Queue
 from ..clock import U64_MAX, parse_duration, parse_time
 from ..errors import InvalidInput
@@ -97,8 +97,9 @@ def read_arg_text(value: str, option: str) -> str:
         return sys.stdin.read()
     if value.startswith("@"):
         path = Path(value[1:])
-        try:
-            return path.read_text(encoding="utf-8")
+        try:  # a regular file of bounded size: /dev/zero or a FIFO must not hang the command
+            return limits.read_regular_file(path, f"{option}: ", limit=limits.max_input_bytes(),
+                                            env=limits.INPUT_BYTES_ENV).decode("utf-8")
         except (OSError, UnicodeDecodeError) as err:
             reason = getattr(err, "strerror", None) or str(err)
             raise InvalidInput(f"{option}: cannot read {path}: {reason}") from None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable
+from ..limits import loads_json
 from ..state import Lease, QueueState, StoredBatch, StoredTombstone
 from . import codec
 
@@ -118,7 +119,7 @@ def tombstone_from_row(row: tuple[Any, ...] | list[Any], location: str) -> Store
 
 def _loads(text: Any, batch_id: str, location: str) -> Any:
     try:
-        return json.loads(text)
+        return loads_json(text)
     except (TypeError, ValueError) as err:
         raise StoreUnreadable(f"store {location} is unreadable: the JSON of batch {batch_id} is broken "
                               f"({err}); it was left as it is") from None
@@ -141,7 +142,7 @@ def raw_tombstone(row: tuple[Any, ...] | list[Any]) -> dict[str, Any]:
 
 def _loads_raw(text: Any) -> Any:
     try:
-        return json.loads(text)
+        return loads_json(text)
     except (TypeError, ValueError):
         return text  # doctor reports it
 
@@ -232,8 +233,20 @@ def load_tombstones(rows: list[Any], state: QueueState, snapshot: Snapshot | Non
 
 
 def log_entry(row_id: int, text: str) -> dict[str, Any]:
-    entry = json.loads(text)
+    entry = loads_json(text)
     return {"id": row_id, **entry}
+
+
+def log_entries(found: Any) -> list[dict[str, Any]]:
+    """The entries of turnq_log rows (id, entry); a row whose entry is not a JSON object is
+    skipped, as the JSON store skips a torn or foreign line of its log."""
+    entries = []
+    for row_id, text in found:
+        try:
+            entries.append(log_entry(row_id, text))
+        except (TypeError, ValueError):  # not JSON (or nested too deep), or not an object
+            continue
+    return entries
 
 
 def check_version(version: Any, location: str) -> None:

@@ -219,7 +219,7 @@ class SqliteStore(Store):
             if conn is None or self._meta(conn) is None:
                 return []
             found = conn.execute("SELECT id, entry FROM turnq_log WHERE id > ? ORDER BY id", (after_id,)).fetchall()
-            return [rows.log_entry(row_id, text) for row_id, text in found]
+            return rows.log_entries(found)
 
     def raw_document(self) -> dict[str, Any]:
         with self._reading() as conn:
