@@ -60,7 +60,7 @@ def parse_time(text: str) -> int:
     """Epoch milliseconds (`1767225600000`) or an RFC 3339 time (`2026-01-01T00:00:00Z`)."""
     text = text.strip()
     if text.isascii() and text.isdigit():
-        return _check_ms(int(text))
+        return _check_ms(_whole(text, "time"))
     try:
         moment = datetime.fromisoformat(text.upper())  # RFC 3339 allows a lower-case `t` and `z`
     except ValueError:
@@ -78,6 +78,14 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_MS = {None: 1, "ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
+def _whole(digits: str, what: str) -> int:
+    """int() of ASCII digits, refusing more than a u64 holds before int() would refuse 4,300+ digits
+    with a ValueError of its own."""
+    if len(digits.lstrip("0")) > 20:
+        raise InvalidInput(f"{what} {digits[:24]}… ({len(digits)} digits) is too large: the limit is {U64_MAX}")
+    return int(digits)
+
+
 def parse_duration(text: str) -> int:
     """Milliseconds (`1500`) or a whole number with a unit: `250ms`, `30s`, `15m`, `2h`, `1d`."""
     match = _DURATION.match(text)
@@ -85,7 +93,7 @@ def parse_duration(text: str) -> int:
         raise InvalidInput(
             f"invalid duration {text!r}: give milliseconds or a number with a unit (250ms, 30s, 15m, 2h)"
         )
-    value = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    value = _whole(match.group(1), "duration") * _UNIT_MS[match.group(2)]
     if value > U64_MAX:
         raise InvalidInput(f"duration {text!r} is too large")
     return value

@@ -60,8 +60,8 @@ def log_options() -> dict[str, Any]:
         raise InvalidInput(f"TURNQ_LOG: expected on or off, got {switch!r}")
     limit = os.environ.get("TURNQ_LOG_MAX_ENTRIES", "").strip()
     if limit:
-        if not limit.isdigit():
-            raise InvalidInput(f"TURNQ_LOG_MAX_ENTRIES: expected a whole number of entries, got {limit!r}")
+        if not (limit.isascii() and limit.isdigit()) or len(limit.lstrip("0")) > 20:  # int() refuses 4,300+ digits
+            raise InvalidInput(f"TURNQ_LOG_MAX_ENTRIES: expected a whole number of entries, got {limit[:40]!r}")
         options["log_max_entries"] = int(limit)
     return options
 
