@@ -195,6 +195,7 @@ class JsonFileStore(Store):
                                 "run the command again")
             backup_path = None
             if backup and self.path.exists():
+                self._writable_mode()  # a read-only store refuses the write: refuse before the backup
                 suffix = backup_suffix or str(int(os.path.getmtime(self.path) * 1000))
                 backup_path = self.path.with_name(f"{self.path.name}.bak-{suffix}")
                 number = 1
