@@ -73,16 +73,11 @@ def read_regular_file(path: Any, what: str, *, limit: int | None, env: str | Non
         if limit is not None and info.st_size > limit:
             raise error(f"{what}{path} is {info.st_size} bytes, more than the limit of {limit}"
                         + (f" (raise it with {env})" if env else ""))
-        chunks, total = [], 0
-        while True:  # read to the end, but never past the limit (the file may grow meanwhile)
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            total += len(chunk)
-            if limit is not None and total > limit:
-                raise error(f"{what}{path} grew past the limit of {limit} bytes while it was read")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        with os.fdopen(fd, "rb", closefd=False) as handle:  # one read, sized by fstat
+            data = handle.read() if limit is None else handle.read(limit + 1)
+        if limit is not None and len(data) > limit:  # it grew after fstat
+            raise error(f"{what}{path} grew past the limit of {limit} bytes while it was read")
+        return data
     except OSError as err:
         raise error(f"{what}{path} cannot be read: {err.strerror or err}") from None
     finally:
