@@ -89,6 +89,25 @@ def test_a_deep_row_and_a_deep_log_line_on_sqlite(tmp_path):
     one_line_error(run("inspect", "--store", url), 7, "nested deeper than 128")
 
 
+def test_corrupt_rows_on_postgresql(store_path):
+    import psycopg
+
+    from backends import POSTGRES_URL
+
+    url = new_postgres_url()
+    Queue(url, now=NOW).enqueue_text("s", "hi")
+    schema = url.rsplit("schema=", 1)[1]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'INSERT INTO "{schema}".turnq_log (id, entry) VALUES (99, %s), (100, %s)',
+                     ('{"x": ' + nested(5000) + "}", "[1]"))
+    log = run("log", "--json", "--store", url)
+    assert log.exit_code == 0 and "Traceback" not in log.stderr, log.stderr
+    assert [json.loads(line)["op"] for line in log.stdout.splitlines()] == ["enqueue"]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'UPDATE "{schema}".turnq_batches SET batch = %s', (nested(5000),))
+    one_line_error(run("inspect", "s", "--store", url), 7, "nested deeper than 128")
+
+
 def test_a_deep_audit_log_line_is_skipped(store_path):
     Queue(store_path, now=NOW).enqueue_text("s", "hi")
     with open(store_path.with_name("turnq.json.log"), "a") as log:
@@ -306,3 +325,11 @@ def test_doctor_fix_on_a_read_only_store_leaves_no_backup(store_path):
     finally:
         store_path.chmod(0o644)
     assert sorted(p.name for p in store_path.parent.iterdir() if ".bak-" in p.name) == []
+
+
+@pytest.mark.parametrize("argv", [["import", "-", "--format", "json"], ["enqueue", "--draft", "-"]])
+def test_stdin_is_read_only_up_to_the_input_limit(store_path, argv):
+    result = RUNNER.invoke(app, [*argv, "--now", NOW_TEXT], input=b"\0" * 5000,
+                           env={"TURNQ_MAX_INPUT_BYTES": "1000"})
+    one_line_error(result, 2, "TURNQ_MAX_INPUT_BYTES")
+    assert not store_path.exists()

@@ -37,7 +37,10 @@ def import_(
     if file == "-":
         if fmt is None:
             raise InvalidInput("--format: reading stdin needs --format toml|json")
-        document = fixtures.loads_document(sys.stdin.buffer.read(), fmt, "stdin")
+        from .. import limits
+
+        # never more than the limit (stdin may be /dev/zero); loads_document refuses what is over it
+        document = fixtures.loads_document(sys.stdin.buffer.read(limits.max_input_bytes() + 1), fmt, "stdin")
         fixture = fixtures.parse(document, base_dir=Path.cwd(), allow_outside=tuple(allow_outside or ()))
     else:
         fixture = fixtures.parse_file(file, fmt, allow_outside=tuple(allow_outside or ()))

@@ -94,7 +94,12 @@ def option_u64(value: int | None, option: str) -> None:
 def read_arg_text(value: str, option: str) -> str:
     """An option's text: as given, `@FILE` for a file's content, `-` for stdin."""
     if value == "-":
-        return sys.stdin.read()
+        limit = limits.max_input_bytes()
+        text = sys.stdin.read(limit + 1)  # stdin may be /dev/zero
+        if len(text) > limit:
+            raise InvalidInput(f"{option}: stdin holds more than the limit of {limit} bytes "
+                               f"(raise it with {limits.INPUT_BYTES_ENV})")
+        return text
     if value.startswith("@"):
         path = Path(value[1:])
         try:  # a regular file of bounded size: /dev/zero or a FIFO must not hang the command
