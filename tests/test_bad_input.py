@@ -13,6 +13,7 @@ cases that are not "one option, one bad value" (conflicting options, whole docum
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,16 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str]]] = {
     "migrate": (["migrate", "--from", "turnq.json", "--to", "copy.json"], COMMON | {"--to": "store"}),
 }
 
+#: JSON nested one level deeper than serde_json's limit of 128, and far deeper (issue 15, item 7)
+DEEP = "[" * 129 + "]" * 129
+VERY_DEEP = "[" * 5000 + "]" * 5000
+#: more digits than int() converts (4,300): a ValueError of its own, not ours (issue 15, item 10)
+HUGE = "9" * 5000
+
 #: kind of value → malformed values
 BAD_VALUES: dict[str, list[str]] = {
-    "time": ["yesterday", "-5", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00", "1e3", str(2**64), "1764500000"],  # the last: epoch seconds
-    "duration": ["-1", "abc", "1.5ms", "10y", "", "-5m", str(2**64)],
+    "time": ["yesterday", "-5", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00", "1e3", str(2**64), "1764500000", HUGE],  # the last: epoch seconds
+    "duration": ["-1", "abc", "1.5ms", "10y", "", "-5m", str(2**64), HUGE, HUGE + "s"],
     "delivery": ["bogus", "", "EARLIEST_SAFE_BOUNDARY"],
     "slot": ["wide", ""],
     "boundary": ["noon", "", "IDLE"],
@@ -102,7 +109,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "name": [""],
     "state": ["asleep", "", "READY"],
     "format": ["yaml", "", "TOML"],
-    "store": ["ftp://host/q", "sqlite://host/q.db", "postgresql+psycopg://x/y"],
+    "store": ["ftp://host/q", "sqlite://host/q.db", "postgresql+psycopg://x/y", "postgresql://u:pw@[::1:5432/db",
+              "a" * 300 + ".json", "sqlite:///" + "a" * 300 + ".db"],
     "payload": [
         "{", "[1]", "null", "42", '"text"', '{"type": "bogus"}',
         '{"type": "turn_input", "input": {"items": "nope"}}',
@@ -112,16 +120,24 @@ BAD_VALUES: dict[str, list[str]] = {
         '{"type": "session_command", "command": {"kind": "reset_session"}}',
         json.dumps(wake_payload("other")),
         "@missing.json",
+        # issue 15: nesting (item 7), a number past f64 (item 10), files that are not regular (item 9)
+        json.dumps(text_payload("x"))[:-1] + f', "extra": {DEEP}}}',
+        json.dumps(text_payload("x"))[:-1] + f', "extra": {VERY_DEEP}}}',
+        '{"type": "turn_input", "input": {"items": [{"type": "text", "text": "x"}], '
+        '"protocol_turn_options": {"payload": ' + "1" * 400 + "}}}",
+        "@/dev/zero", "@fifo",
     ],
-    "image": ["i=missing.png", "missing.png", "=x.png", "i="],
+    "image": ["i=missing.png", "missing.png", "=x.png", "i=", "i=/dev/zero", "i=fifo", "i=big.png"],
     "draft": ["{", "[]", "null", '{"session_id": "s"}', json.dumps(draft("")),
               json.dumps(draft("d", "x", merge_key={"group": "a", "x": 1})), json.dumps(draft("d", "x", merge_key=None)),
               json.dumps(draft("d", "x", delivery_policy="soon")), json.dumps(draft("d", "x", available_at_ms=-1)),
-              json.dumps(draft("d", "x", payloads=[])), A_DRAFT[:-1] + ', "session_id": "e"}', "@missing.json"],
+              json.dumps(draft("d", "x", payloads=[])), A_DRAFT[:-1] + ', "session_id": "e"}', "@missing.json",
+              A_DRAFT[:-1] + f', "x": {DEEP}}}', A_DRAFT[:-1] + f', "x": {VERY_DEEP}}}', "@/dev/zero", "@fifo"],
     "claim": ["{", "null", "[]", '{"foo": 1}', "@missing.json", "@not-a-claim.json", "@claim-not-utf8.json",
               json.dumps({**json.loads(A_CLAIM), "lease_token": 5}),
               json.dumps({k: v for k, v in json.loads(A_CLAIM).items() if k != "claim_id"}),
-              json.dumps(draft("s", "a batch draft is not a claim"))],
+              json.dumps(draft("s", "a batch draft is not a claim")),
+              A_CLAIM[:-1] + f', "x": {DEEP}}}', A_CLAIM[:-1] + f', "x": {VERY_DEEP}}}', "@/dev/zero"],
 }
 # A source key may be any string, even blank: it is not in the "key" kind that refuses blanks.
 KIND_EXCEPTIONS = {("enqueue", "--source-key")}
@@ -193,6 +209,10 @@ def seeded(store_path: Path, seeded_bytes: bytes) -> bytes:
     (store_path.parent / "not-a-claim.json").write_text(json.dumps(draft("s", "a draft, not a claim")))
     (store_path.parent / "claim-not-utf8.json").write_bytes(b'{"session_id": "\xff"}')
     (store_path.parent / "fixture.toml").write_text('[[sessions]]\nid = "f"\n[[sessions.drafts]]\ntext = "hi"\n')
+    # not regular files (a FIFO must not hang), and an image over the default limit (4 MiB)
+    os.mkfifo(store_path.parent / "fifo")
+    with open(store_path.parent / "big.png", "wb") as handle:
+        handle.truncate(4 * 1024 * 1024 + 1)
     return seeded_bytes
 
 

@@ -160,6 +160,15 @@ UNREADABLE: dict[str, Callable[[str], bytes]] = {
     "non-utf8": lambda text: text.replace('"second"', '"sec\udcffond"').encode("utf-8", "surrogateescape"),
     "utf16": lambda text: text.encode("utf-16"),
     "nan": lambda text: text.replace('"next_enqueue_seq": 4', '"next_enqueue_seq": NaN').encode(),
+    # issue 15: nested past the interpreter's recursion (was a RecursionError), nested past 128 in
+    # the free-form value, and a number beyond a float there (was an OverflowError)
+    "nested-5000": lambda text: text.replace('"batches": [', '"x": ' + "[" * 5000 + "]" * 5000 + ', "batches": [',
+                                             1).encode(),
+    "free-form-nested-200": lambda text: text.replace(
+        '"image_blobs":{}', '"image_blobs":{},"protocol_turn_options":{"payload":' + "[" * 200 + "]" * 200 + "}",
+        1).encode(),
+    "free-form-400-digits": lambda text: text.replace(
+        '"image_blobs":{}', '"image_blobs":{},"protocol_turn_options":{"payload":' + "1" * 400 + "}", 1).encode(),
 }
 
 

@@ -348,14 +348,19 @@ class Queue:
             batch_id = engine.resolve_batch_id(state, session_id, batch_id)
         return explain.explain(state, session_id, self.clock.now_ms(), batch_id=batch_id, max_batches=max_batches)
 
-    def doctor(self, *, fix: bool = False, dry_run: bool = False, stale_claim_ms: int | None = None) -> Any:
+    def doctor(self, *, fix: bool = False, dry_run: bool = False, stale_claim_ms: int | None = None,
+               clear_stale: bool = False) -> Any:
         """Check the store's invariants on its raw document (a `turnq.doctor.Report`). With
         `fix`, plan the safe repairs (`report.changes`) and make them (after a backup, under
-        the lock, atomically); with `dry_run` as well, only plan them (see `apply_repairs`)."""
+        the lock, atomically); with `dry_run` as well, only plan them (see `apply_repairs`).
+        Claims expired `stale_claim_ms` ago (> 0) or more are cleared only with `clear_stale`:
+        until someone claims their batches, their holders can still complete them."""
         from . import doctor
         from .errors import StoreUnreadable
 
         stale = doctor.DEFAULT_STALE_CLAIM_MS if stale_claim_ms is None else stale_claim_ms
+        if stale <= 0:  # 0 would call every expired lease stale, though its holder can still settle it
+            raise InvalidInput("stale_claim_ms must be more than 0: a lease that just ran out is not stale")
         now = self.clock.now_ms()
         report = doctor.Report(self.store.location, [], dry_run=dry_run)
         try:
@@ -365,7 +370,7 @@ class Queue:
             return report
         except NotImplementedError as err:
             raise InvalidInput(f"doctor: {err}") from None
-        report.findings = doctor.check(document, now, stale_claim_ms=stale)
+        report.findings = doctor.check(document, now, stale_claim_ms=stale, clear_stale=clear_stale)
         if fix:
             report.document = document
             report.repaired, report.changes = doctor.repair(document, report.findings, now, stale_claim_ms=stale)

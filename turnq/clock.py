@@ -60,7 +60,7 @@ def parse_time(text: str) -> int:
     """Epoch milliseconds (`1767225600000`) or an RFC 3339 time (`2026-01-01T00:00:00Z`)."""
     text = text.strip()
     if text.isascii() and text.isdigit():
-        return _check_ms(int(text))
+        return _check_ms(_whole(text, "time"))
     try:
         moment = datetime.fromisoformat(text.upper())  # RFC 3339 allows a lower-case `t` and `z`
     except ValueError:
@@ -77,6 +77,14 @@ _MS = timedelta(milliseconds=1)
 _TERM = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
 _UNIT_MS = {None: 1, "ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _UNIT_ORDER = ("d", "h", "m", "s", "ms")
+
+
+def _whole(digits: str, what: str) -> int:
+    """int() of ASCII digits, refusing more than a u64 holds before int() would refuse 4,300+ digits
+    with a ValueError of its own."""
+    if len(digits.lstrip("0")) > 20:
+        raise InvalidInput(f"{what} {digits[:24]}… ({len(digits)} digits) is too large: the limit is {U64_MAX}")
+    return int(digits)
 
 
 def parse_duration(text: str) -> int:

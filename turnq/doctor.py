@@ -82,8 +82,11 @@ def _is_u64(value: Any) -> bool:
 # --------------------------------------------------------------------------- checks
 
 
-def check(doc: Any, now_ms: int, *, stale_claim_ms: int = DEFAULT_STALE_CLAIM_MS) -> list[Finding]:
-    """Every problem of the store document `doc` (a parsed store file; {} = no store yet)."""
+def check(doc: Any, now_ms: int, *, stale_claim_ms: int = DEFAULT_STALE_CLAIM_MS,
+          clear_stale: bool = False) -> list[Finding]:
+    """Every problem of the store document `doc` (a parsed store file; {} = no store yet).
+    A stale claim is fixable (cleared by `repair`) only with `clear_stale`: its holder can still
+    complete or renew it (spec/semantics.md, complete), so ending it is the user's call."""
     if doc == {}:
         return []
     out: list[Finding] = []
@@ -108,7 +111,7 @@ def check(doc: Any, now_ms: int, *, stale_claim_ms: int = DEFAULT_STALE_CLAIM_MS
 
     live = _check_batches(batches, out)
     _check_sequence(doc, live, out)
-    _check_claims(live, now_ms, stale_claim_ms, out)
+    _check_claims(live, now_ms, stale_claim_ms, out, clear_stale)
     _check_tombstones(tombstones, live, out)
     return out
 
@@ -211,7 +214,8 @@ def _claim_problem(claim: Any) -> str | None:
     return None
 
 
-def _check_claims(live: list[_Live], now_ms: int, stale_claim_ms: int, out: list[Finding]) -> None:
+def _check_claims(live: list[_Live], now_ms: int, stale_claim_ms: int, out: list[Finding],
+                  clear_stale: bool = False) -> None:
     groups: dict[str, list[_Live]] = {}
     for entry in live:
         if not _is_u64(entry.fencing):
@@ -236,7 +240,9 @@ def _check_claims(live: list[_Live], now_ms: int, stale_claim_ms: int, out: list
         if now_ms - expires >= stale_claim_ms:
             out.append(Finding("stale_claim", "notice", f"claim {entry.claim['claim_id']} of "
                                f"{entry.claim['owner_id']} expired at {format_time(expires)}, "
-                               f"{format_duration(now_ms - expires)} ago", entry.batch_id, fix="clear the claim"))
+                               f"{format_duration(now_ms - expires)} ago; its holder can still complete or "
+                               "renew it until someone claims the batch (--fix --clear-stale ends it)",
+                               entry.batch_id, fix="clear the claim" if clear_stale else None))
     for claim_id, members in groups.items():
         first = members[0]
         for other in members[1:]:

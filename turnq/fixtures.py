@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import engine, identifiers, ids, models, wirejson
+from . import engine, identifiers, ids, limits, models, wirejson
 from .clock import (
     U64_MAX,
     Clock,
@@ -154,36 +155,44 @@ def sniff_format(raw: bytes) -> str:
 def load_document(path: str | Path, fmt: str | None = None) -> Any:
     """The parsed fixture document (dicts and lists)."""
     fmt = format_of(path, fmt)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as err:
-        raise InvalidInput(f"{path}: cannot read the fixture: {err.strerror or err}") from None
+    try:  # a regular file of bounded size: /dev/zero or a FIFO must not hang the import
+        raw = limits.read_regular_file(path, "fixture ", limit=limits.max_input_bytes(),
+                                       env=limits.INPUT_BYTES_ENV)
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: cannot read the fixture: no such file") from None
     return loads_document(raw, fmt, str(path))
 
 
 def loads_document(raw: str | bytes, fmt: str, name: str = "fixture") -> Any:
+    limit = limits.max_input_bytes()
+    if len(raw) > limit:
+        raise InvalidInput(f"{name}: more than the limit of {limit} bytes (raise it with {limits.INPUT_BYTES_ENV})")
     if fmt == "toml":
         import tomllib
 
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            limits.check_toml(text, name)  # before tomllib, whose cost grows with a dotted key's square
             return tomllib.loads(text)
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise InvalidInput(f"{name}: not valid TOML: {err}") from None
+        except RecursionError:
+            raise InvalidInput(f"{name}: {limits.nesting_error()}") from None
     try:
         return wirejson.loads(raw)
     except ValueError as err:
         raise InvalidInput(f"{name}: not valid JSON: {err}") from None
 
 
-def parse_file(path: str | Path, fmt: str | None = None) -> Fixture:
-    return parse(load_document(path, fmt), base_dir=Path(path).resolve().parent)
+def parse_file(path: str | Path, fmt: str | None = None, *, allow_outside: tuple[str | Path, ...] = ()) -> Fixture:
+    return parse(load_document(path, fmt), base_dir=Path(path).resolve().parent, allow_outside=allow_outside)
 
 
-def parse(document: Any, *, base_dir: Path | None = None) -> Fixture:
+def parse(document: Any, *, base_dir: Path | None = None, allow_outside: tuple[str | Path, ...] = ()) -> Fixture:
     """Check a fixture document and turn it into drafts, claims and exact records.
-    Every error names the place in the document (`sessions[0].drafts[2].policy`)."""
-    base = base_dir or Path.cwd()
+    Every error names the place in the document (`sessions[0].drafts[2].policy`).
+    Image paths must stay inside `base_dir` (or a folder of `allow_outside`)."""
+    base = ImageFolder(base_dir or Path.cwd(), allow_outside)
     doc = _table(document, "the fixture", _TOP_KEYS)
     if "format" in doc and doc["format"] != FORMAT:
         raise _bad("format", f"expected {FORMAT!r}, got {doc['format']!r}")
@@ -202,7 +211,7 @@ def parse(document: Any, *, base_dir: Path | None = None) -> Fixture:
     return Fixture(now_ms, next_seq, sessions)
 
 
-def _session(data: Any, where: str, base: Path) -> SessionSpec:
+def _session(data: Any, where: str, base: ImageFolder) -> SessionSpec:
     table = _table(data, where, _SESSION_KEYS)
     if "id" not in table:
         raise _bad(where, "missing key `id` (the session id)")
@@ -219,7 +228,7 @@ def _session(data: Any, where: str, base: Path) -> SessionSpec:
     return SessionSpec(session_id, drafts, claims, batches, tombs)
 
 
-def _draft(data: Any, where: str, session_id: str, base: Path) -> DraftSpec:
+def _draft(data: Any, where: str, session_id: str, base: ImageFolder) -> DraftSpec:
     table = _table(data, where, _POLICY_KEYS | _SOURCE_KEYS)
     sources = [key for key in ("wake", "command", "payloads") if key in table]
     if "text" in table or "images" in table:
@@ -266,7 +275,7 @@ def _draft(data: Any, where: str, session_id: str, base: Path) -> DraftSpec:
     return DraftSpec(where, session_id, "draft", draft=draft, delay_ms=delay)
 
 
-def _turn_input_shortcut(table: dict[str, Any], where: str, base: Path) -> dict[str, Any]:
+def _turn_input_shortcut(table: dict[str, Any], where: str, base: ImageFolder) -> dict[str, Any]:
     texts = table.get("text", [])
     if isinstance(texts, str):
         texts = [texts]
@@ -282,14 +291,14 @@ def _turn_input_shortcut(table: dict[str, Any], where: str, base: Path) -> dict[
     return {"type": "turn_input", "input": {"items": items, "image_blobs": blobs}}
 
 
-def _payload(data: Any, where: str, base: Path) -> Any:
+def _payload(data: Any, where: str, base: ImageFolder) -> Any:
     table = _table(data, where, None)
     if "type" not in table and set(table) <= {"text", "images"}:
         return _turn_input_shortcut(table, where, base)
     return _with_blobs(table, where, base)
 
 
-def _with_blobs(payload: dict[str, Any], where: str, base: Path) -> dict[str, Any]:
+def _with_blobs(payload: dict[str, Any], where: str, base: ImageFolder) -> dict[str, Any]:
     """A wire payload whose image blobs may be given as a path or `{base64 = "…"}`."""
     inner = payload.get("input")
     if payload.get("type") != "turn_input" or not isinstance(inner, dict) or not isinstance(
@@ -299,13 +308,32 @@ def _with_blobs(payload: dict[str, Any], where: str, base: Path) -> dict[str, An
     return {**payload, "input": {**inner, "image_blobs": blobs}}
 
 
-def _blob(value: Any, where: str, base: Path) -> Any:
-    if isinstance(value, str):
-        path = base / value
+class ImageFolder:
+    """Where a fixture's image paths may point: inside its folder (symlinks resolved), or inside
+    a folder the user allowed (`import --allow-outside`). Otherwise a fixture could copy any
+    readable file (`/etc/passwd`, `../../secret`) into the store."""
+
+    def __init__(self, base: Path, allowed: tuple[str | Path, ...] = ()) -> None:
+        self.base = base
+        self.roots = [Path(os.path.realpath(base))] + [Path(os.path.realpath(folder)) for folder in allowed]
+
+    def read(self, value: str, where: str) -> list[int]:
+        path = Path(os.path.realpath(self.base / value))
+        if not any(path == root or path.is_relative_to(root) for root in self.roots):
+            raise _bad(where, f"image {value!r} is outside the fixture's folder {self.roots[0]} "
+                       "(import --allow-outside PATH allows a folder)")
         try:
-            return list(path.read_bytes())
-        except OSError as err:
-            raise _bad(where, f"cannot read image {value!r} ({path}): {err.strerror or err}") from None
+            data = limits.read_regular_file(path, "", limit=limits.max_image_bytes(), env=limits.IMAGE_BYTES_ENV)
+        except FileNotFoundError:
+            raise _bad(where, f"cannot read image {value!r} ({path}): no such file") from None
+        except InvalidInput as err:
+            raise _bad(where, f"image {value!r}: {err.message}") from None
+        return list(data)
+
+
+def _blob(value: Any, where: str, base: ImageFolder) -> Any:
+    if isinstance(value, str):
+        return base.read(value, where)
     if isinstance(value, dict) and set(value) == {"base64"} and isinstance(value["base64"], str):
         try:
             return list(base64.b64decode(value["base64"], validate=True))
@@ -368,7 +396,7 @@ def _claim(data: Any, where: str) -> ClaimSpec:
     return ClaimSpec(where, owner, boundary, ttl, max_batches, refs, complete)
 
 
-def _batch_fields(table: dict[str, Any], where: str, session_id: str, base: Path) -> dict[str, Any]:
+def _batch_fields(table: dict[str, Any], where: str, session_id: str, base: ImageFolder) -> dict[str, Any]:
     """A QueuedWorkBatch (wire data) from an exported batch entry: the batch's wire fields without
     `session_id`, with `payloads` (item ids derived) or `items`."""
     if ("payloads" in table) == ("items" in table):
@@ -391,7 +419,7 @@ def _batch_fields(table: dict[str, Any], where: str, session_id: str, base: Path
     return batch
 
 
-def _batch_record(data: Any, where: str, session_id: str, base: Path) -> dict[str, Any]:
+def _batch_record(data: Any, where: str, session_id: str, base: ImageFolder) -> dict[str, Any]:
     table = _table(data, where, _BATCH_KEYS)
     record = {"batch": _batch_fields(table, where, session_id, base),
               "fencing_counter": table.get("fencing_counter", 0), "claim": table.get("claim")}
@@ -400,7 +428,7 @@ def _batch_record(data: Any, where: str, session_id: str, base: Path) -> dict[st
     return _validate(BatchRecord, record, where).to_wire()
 
 
-def _tombstone_record(data: Any, where: str, session_id: str, base: Path) -> dict[str, Any]:
+def _tombstone_record(data: Any, where: str, session_id: str, base: ImageFolder) -> dict[str, Any]:
     table = _table(data, where, _TOMBSTONE_KEYS)
     record = {"batch": _batch_fields(table, where, session_id, base), "outcome": table.get("outcome"),
               "settled_at_ms": table.get("settled_at_ms")}
@@ -771,8 +799,8 @@ def is_fixture_file(location: str) -> bool:
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
     try:
-        document = wirejson.loads(path.read_bytes())
-    except (OSError, ValueError):
+        document = wirejson.loads(limits.read_regular_file(path, "", limit=limits.max_input_bytes()))
+    except (OSError, ValueError, TurnqError):
         return False  # the store reader says what is wrong with it
     return isinstance(document, dict) and document.get("format") != "turnq-store" and (
         document.get("format") == FORMAT or "sessions" in document)

@@ -210,7 +210,12 @@ def _canonical_json_value(value: Any, depth: int = 0) -> Any:
         return value
     if isinstance(value, int):
         # serde_json keeps i64/u64; anything wider becomes an f64.
-        return value if I64_MIN <= value <= U64_MAX else float(value)
+        if I64_MIN <= value <= U64_MAX:
+            return value
+        try:
+            return float(value)
+        except OverflowError:  # as serde_json refuses it
+            raise ValueError("number out of range") from None
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError("NaN and infinities are not JSON")

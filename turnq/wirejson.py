@@ -15,6 +15,8 @@ import re
 from json import encoder as _encoder
 from typing import Any
 
+from .limits import nesting_error, too_deep
+
 
 class JsonObject(dict):
     """A parsed JSON object that remembers which keys it saw more than once."""
@@ -62,8 +64,15 @@ def _refuse_lone_surrogates(value: Any) -> None:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON text; raise `ValueError` (with json's position) when it is not JSON."""
-    value = json.loads(text, object_pairs_hook=JsonObject, parse_constant=_refuse_constant, parse_int=_parse_int)
+    """Parse JSON text; raise `ValueError` (with json's position) when it is not JSON, or
+    when it nests deeper than serde_json's 128 levels (turnq.limits)."""
+    if too_deep(text):
+        raise ValueError(nesting_error())
+    try:
+        value = json.loads(text, object_pairs_hook=JsonObject, parse_constant=_refuse_constant,
+                           parse_int=_parse_int)
+    except RecursionError:  # unbalanced text the scan left to the parser
+        raise ValueError(nesting_error()) from None
     pattern = _SURROGATE_STR if isinstance(text, str) else _SURROGATE_BYTES
     if pattern.search(text):
         _refuse_lone_surrogates(value)

@@ -60,6 +60,7 @@ class TurnqGroup(TyperGroup):
         argv = list(sys.argv[1:] if args is None else args)
         json_mode = "--json" in argv
         try:
+            _refuse_undecodable(argv)
             result = super().main(args=argv, prog_name=prog_name or "turnq", complete_var=complete_var,
                                   standalone_mode=False, **extra)
             code = result if isinstance(result, int) else ExitStatus.OK
@@ -113,6 +114,25 @@ def _store_warnings() -> None:
             module.show_store_warnings()
         except OSError:  # stderr is gone: nothing more to do
             pass
+
+
+def _refuse_undecodable(argv: list[str]) -> None:
+    """Python hands bytes that are not UTF-8 over as lone surrogates, which would fail much later
+    (writing the store, printing): refuse them here, naming the option they were given to."""
+    from ..errors import InvalidInput
+
+    for index, arg in enumerate(argv):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            if arg.startswith("--") and "=" in arg:
+                where, _, shown = shown.partition("=")
+            elif index and argv[index - 1].startswith("-") and "=" not in argv[index - 1]:
+                where = argv[index - 1]
+            else:
+                where = "an argument"
+            raise InvalidInput(f"{where}: '{shown}' is not valid UTF-8") from None
 
 
 def _silence_stdout() -> None:

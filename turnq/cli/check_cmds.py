@@ -75,10 +75,11 @@ def diff(
     """Compare two stores (or a store and a fixture), batch by batch: exit 1 when they differ."""
     from .. import diff as core
     from .. import fixtures
+    from ..redact import redact_location
 
     now_ms = None if not now else option_time(now, "--now")
     result = core.diff_states(fixtures.read_state(a, now_ms=now_ms), fixtures.read_state(b, now_ms=now_ms),
-                              a_name=a, b_name=b)
+                              a_name=redact_location(a), b_name=redact_location(b))
     if json_out:
         output.emit_json(result.to_wire())
     else:

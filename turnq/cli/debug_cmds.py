@@ -159,7 +159,10 @@ def doctor(
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --fix: only show the planned repairs.")] = False,
     stale_after: Annotated[str, typer.Option(
-        "--stale-after", help="A claim expired this long ago counts as stale (--fix clears it).")] = "24h",
+        "--stale-after", help="A claim expired this long ago (more than 0) counts as stale.")] = "24h",
+    clear_stale: Annotated[bool, typer.Option(
+        "--clear-stale", help="With --fix: also clear stale claims (their holders can no longer complete them).")]
+    = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -168,10 +171,14 @@ def doctor(
     """Check the store's invariants on the raw file; exit 0 if healthy, 1 if not."""
     if dry_run and not fix:
         raise InvalidInput("--dry-run: only with --fix")
+    if clear_stale and not fix:
+        raise InvalidInput("--clear-stale: only with --fix")
     stale_ms = option_duration(stale_after, "--stale-after")
+    if stale_ms == 0:  # every expired lease would be stale, though its holder can still complete it
+        raise InvalidInput("--stale-after: must be more than 0 (a lease that just ran out is not stale)")
     queue = open_queue(store, now, lock_timeout)
     # Plan first (and show the plan), then write: a failed write still leaves the plan on screen.
-    report = queue.doctor(fix=fix, dry_run=fix, stale_claim_ms=stale_ms)
+    report = queue.doctor(fix=fix, dry_run=fix, stale_claim_ms=stale_ms, clear_stale=clear_stale)
     report.dry_run = dry_run
     if json_out:
         if fix and not dry_run and report.changes:

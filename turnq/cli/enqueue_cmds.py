@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from .. import models
+from .. import limits, models
 from ..api import make_draft
 from ..clock import format_time
 from ..engine import EnqueueResult
@@ -155,8 +155,9 @@ def _read_image(spec: str) -> tuple[str, bytes]:
     image_id, sep, path = spec.partition("=")
     if not sep or not image_id or not path:
         raise InvalidInput(f"--image: expected ID=PATH, got {spec!r}")
-    try:
-        return image_id, Path(path).read_bytes()
+    try:  # a regular file, at most TURNQ_MAX_IMAGE_BYTES: the wire's integer arrays make a store ~4x it
+        return image_id, limits.read_regular_file(path, "--image: ", limit=limits.max_image_bytes(),
+                                                  env=limits.IMAGE_BYTES_ENV)
     except OSError as err:
         raise InvalidInput(f"--image: cannot read {path}: {err.strerror or err}") from None
 

@@ -26,6 +26,9 @@ def import_(
     now: NowOpt = None,
     json_out: JsonOpt = False,
     lock_timeout: LockTimeoutOpt = "10s",
+    allow_outside: Annotated[list[str] | None, typer.Option(
+        "--allow-outside", metavar="PATH", help="Let image paths point into this folder too (repeatable). "
+        "[default: only inside the fixture's folder]", show_default=False)] = None,
 ) -> None:
     """Build a fixture (sessions, drafts, claims, exact batches) into the store: all of it, or nothing."""
     from .. import fixtures
@@ -33,13 +36,16 @@ def import_(
     queue = open_queue(store, None, lock_timeout)
     now_ms = None if not now else option_time(now, "--now")
     if file == "-":
-        raw = sys.stdin.buffer.read()
+        from .. import limits
+
+        # never more than the limit (stdin may be /dev/zero); loads_document refuses what is over it
+        raw = sys.stdin.buffer.read(limits.max_input_bytes() + 1)
         if not raw.strip():  # most likely a pipe whose writer failed
             raise InvalidInput("FILE: stdin is empty: there is no fixture to import")
         document = fixtures.loads_document(raw, fmt or fixtures.sniff_format(raw), "stdin")
-        fixture = fixtures.parse(document, base_dir=Path.cwd())
+        fixture = fixtures.parse(document, base_dir=Path.cwd(), allow_outside=tuple(allow_outside or ()))
     else:
-        fixture = fixtures.parse_file(file, fmt)
+        fixture = fixtures.parse_file(file, fmt, allow_outside=tuple(allow_outside or ()))
     from ..render_progress import progress_bar, wanted
 
     with progress_bar("Importing", wanted(json_out)) as advance:

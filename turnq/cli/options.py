@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .. import models
+from .. import limits, models
 from ..api import Queue
 from ..clock import U64_MAX, parse_duration, parse_time, seconds_slip
 from ..errors import InvalidInput
@@ -91,8 +91,8 @@ def log_options() -> dict[str, Any]:
         raise InvalidInput(f"TURNQ_LOG: expected on or off, got {switch!r}")
     limit = os.environ.get("TURNQ_LOG_MAX_ENTRIES", "").strip()
     if limit:
-        if not limit.isdigit():
-            raise InvalidInput(f"TURNQ_LOG_MAX_ENTRIES: expected a whole number of entries, got {limit!r}")
+        if not (limit.isascii() and limit.isdigit()) or len(limit.lstrip("0")) > 20:  # int() refuses 4,300+ digits
+            raise InvalidInput(f"TURNQ_LOG_MAX_ENTRIES: expected a whole number of entries, got {limit[:40]!r}")
         options["log_max_entries"] = int(limit)
     return options
 
@@ -129,11 +129,17 @@ def option_u64(value: int | None, option: str) -> None:
 def read_arg_text(value: str, option: str) -> str:
     """An option's text: as given, `@FILE` for a file's content, `-` for stdin."""
     if value == "-":
-        return sys.stdin.read()
+        limit = limits.max_input_bytes()
+        text = sys.stdin.read(limit + 1)  # stdin may be /dev/zero
+        if len(text) > limit:
+            raise InvalidInput(f"{option}: stdin holds more than the limit of {limit} bytes "
+                               f"(raise it with {limits.INPUT_BYTES_ENV})")
+        return text
     if value.startswith("@"):
         path = Path(value[1:])
-        try:
-            return path.read_text(encoding="utf-8")
+        try:  # a regular file of bounded size: /dev/zero or a FIFO must not hang the command
+            return limits.read_regular_file(path, f"{option}: ", limit=limits.max_input_bytes(),
+                                            env=limits.INPUT_BYTES_ENV).decode("utf-8")
         except (OSError, UnicodeDecodeError) as err:
             reason = getattr(err, "strerror", None) or str(err)
             raise InvalidInput(f"{option}: cannot read {path}: {reason}") from None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
+from ..redact import redact_location
 from .base import Store
 from .jsonfile import JsonFileStore
 from .memory import MemoryStore
@@ -29,19 +30,37 @@ def open_store(location: str | Path | Store, *, lock_timeout_ms: int = 10_000, *
     text = str(location)
     scheme = _URL_SCHEME.match(text)
     if scheme is None:
-        return JsonFileStore(Path(location), lock_timeout_ms=lock_timeout_ms, **log_options)
+        return JsonFileStore(_checked_path(text), lock_timeout_ms=lock_timeout_ms, **log_options)
     kind = scheme.group(1).lower()
     if kind == "sqlite":
         from .sqlite import SqliteStore
 
-        return SqliteStore(sqlite_path(text), lock_timeout_ms=lock_timeout_ms, location=text, **log_options)
+        path = sqlite_path(text)
+        _checked_path(path)
+        return SqliteStore(path, lock_timeout_ms=lock_timeout_ms, location=text, **log_options)
     if kind in ("postgresql", "postgres"):
         from .postgres import PostgresStore
 
         return PostgresStore(text, lock_timeout_ms=lock_timeout_ms, **log_options)
     raise InvalidInput(
-        f"unknown store URL {text!r}: expected a file path (JSON), sqlite:///PATH or postgresql://…"
+        f"unknown store URL {redact_location(text)!r}: expected a file path (JSON), sqlite:///PATH or postgresql://…"
     )
+
+
+#: Longest file name (one path component) and path, in bytes, that Linux and macOS file systems take.
+NAME_MAX, PATH_MAX = 255, 4095
+
+
+def _checked_path(text: str) -> Path:
+    """The path, refused (InvalidInput) when the file system could not hold its name: stat()
+    would fail with ENAMETOOLONG in places that expect only "no such file"."""
+    size = len(text.encode("utf-8", "surrogateescape"))
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in Path(text).parts), default=0)
+    if longest > NAME_MAX or size > PATH_MAX:
+        what = f"a file name of {longest} bytes" if longest > NAME_MAX else f"a path of {size} bytes"
+        raise InvalidInput(f"store {text[:60]!r}…: {what} is longer than file systems allow "
+                           f"({NAME_MAX} per name, {PATH_MAX} in all)")
+    return Path(text)
 
 
 #: `scheme://` at the start: a URL, not a path (a path holding "://" can be given as ./path).
@@ -54,11 +73,11 @@ def sqlite_path(url: str) -> str:
     rest = url.split("://", 1)[1]
     if not rest.startswith("/"):
         raise InvalidInput(
-            f"{url!r} names a host; a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            f"{redact_location(url)!r} names a host; a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
     path = rest[1:]
     if "?" in path or "#" in path:
-        raise InvalidInput(f"{url!r}: a SQLite URL takes no options (? or #)")
+        raise InvalidInput(f"{redact_location(url)!r}: a SQLite URL takes no options (? or #)")
     if not path or path.endswith("/"):
-        raise InvalidInput(f"{url!r} names no database file: use sqlite:///path.db")
+        raise InvalidInput(f"{redact_location(url)!r} names no database file: use sqlite:///path.db")
     return path

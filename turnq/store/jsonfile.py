@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable
+from ..limits import loads_json, nesting_error, read_regular_file
 from ..state import QueueState
 from . import codec
 from . import files
@@ -74,17 +75,18 @@ class JsonFileStore(Store):
                 f"store {self.location} is unreadable: not valid JSON ({err}); it may be truncated or "
                 "corrupt; the file was left as it is"
             ) from None
-        return codec.decode(data, self.location)
+        except RecursionError:
+            raise _too_deep(self.location) from None
+        try:  # the document's schema bounds its nesting (free-form values at 128): no pre-scan
+            return codec.decode(data, self.location)
+        except RecursionError:
+            raise _too_deep(self.location) from None
 
     def _read_text(self) -> str | None:
-        try:
-            raw = self.path.read_bytes()
+        try:  # a regular file only: /dev/zero or a FIFO would never end
+            raw = read_regular_file(self.path, "store ", limit=None, error=StoreUnreadable)
         except FileNotFoundError:
             return None
-        except IsADirectoryError:
-            raise StoreUnreadable(f"store {self.location} is a directory, not a store file") from None
-        except OSError as err:
-            raise StoreUnreadable(f"store {self.location} cannot be read: {err.strerror or err}") from None
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -186,6 +188,8 @@ class JsonFileStore(Store):
             raise StoreUnreadable(
                 f"store {self.location} is unreadable: not valid JSON ({err}); it may be truncated or corrupt"
             ) from None
+        except RecursionError:
+            raise _too_deep(self.location) from None
         if not isinstance(data, dict):
             raise StoreUnreadable(f"store {self.location} is unreadable: the document is not a JSON object")
         return data
@@ -204,6 +208,7 @@ class JsonFileStore(Store):
                                 "run the command again")
             backup_path = None
             if backup and self.path.exists():
+                self._writable_mode()  # a read-only store refuses the write: refuse before the backup
                 suffix = backup_suffix or str(int(os.path.getmtime(self.path) * 1000))
                 try:
                     old = self.path.read_bytes()
@@ -305,6 +310,10 @@ def _log_bounds(handle: Any) -> tuple[int, int, bool]:
     return first_id, last_id, torn
 
 
+def _too_deep(location: str) -> StoreUnreadable:
+    return StoreUnreadable(f"store {location} is unreadable: {nesting_error()}; the file was left as it is")
+
+
 def _parse_lines(raw: bytes) -> list[dict[str, Any]]:
     """The well-formed entries of log text; a torn or foreign line is skipped."""
     entries = []
@@ -312,7 +321,7 @@ def _parse_lines(raw: bytes) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            entry = loads_json(line)
         except (ValueError, RecursionError):  # RecursionError: hostile nesting
             continue
         if isinstance(entry, dict) and type(entry.get("id")) is int:

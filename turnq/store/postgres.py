@@ -42,6 +42,7 @@ from ..errors import (
 )
 from ..state import QueueState
 from . import rows
+from ..redact import redact_location as _redact  # the one redaction (userinfo, password=, encoded)
 from .base import DEFAULT_LOG_MAX_ENTRIES, Store
 
 try:
@@ -416,7 +417,10 @@ class PostgresStore(Store):
 
 def _split_url(url: str) -> tuple[str, str | None]:
     """libpq's URL without turnq's own `schema=` option, and that schema (None: the default)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:  # `postgresql://u:pw@[::1:5432/db`: an unclosed IPv6 bracket
+        raise InvalidInput(f"{_redact(url)}: not a valid URL ({err})") from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     schemas = [value for key, value in query if key == "schema"]
     if len(schemas) > 1 or (schemas and not schemas[0]):
@@ -424,13 +428,3 @@ def _split_url(url: str) -> tuple[str, str | None]:
     rest = urlencode([(key, value) for key, value in query if key != "schema"])
     scheme = "postgresql" if parts.scheme.lower() == "postgres" else parts.scheme
     return urlunsplit((scheme, parts.netloc, parts.path, rest, parts.fragment)), (schemas[0] if schemas else None)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable
+from ..limits import loads_json
 from ..state import Lease, QueueState, StoredBatch, StoredTombstone
 from . import codec
 
@@ -118,7 +119,7 @@ def tombstone_from_row(row: tuple[Any, ...] | list[Any], location: str) -> Store
 
 def _loads(text: Any, batch_id: str, location: str) -> Any:
     try:
-        return json.loads(text)
+        return loads_json(text)
     except (TypeError, ValueError) as err:
         raise StoreUnreadable(f"store {location} is unreadable: the JSON of batch {batch_id} is broken "
                               f"({err}); it was left as it is") from None
@@ -141,7 +142,7 @@ def raw_tombstone(row: tuple[Any, ...] | list[Any]) -> dict[str, Any]:
 
 def _loads_raw(text: Any) -> Any:
     try:
-        return json.loads(text)
+        return loads_json(text)
     except (TypeError, ValueError):
         return text  # doctor reports it
 
@@ -232,17 +233,18 @@ def load_tombstones(rows: list[Any], state: QueueState, snapshot: Snapshot | Non
 
 
 def log_entry(row_id: int, text: str) -> dict[str, Any] | None:
-    """A log row as an entry; None for a torn or hostile row (skipped, as the JSON store skips
-    such a line: the log is a record, never a reason for a command to fail)."""
+    """A log row as an entry; None for a torn or hostile row (not JSON, nested too deep, not an
+    object): skipped, as the JSON store skips such a line — the log is a record, never a reason
+    for a command to fail."""
     try:
-        entry = json.loads(text)
+        entry = loads_json(text)
     except (TypeError, ValueError, RecursionError):
         return None
     return {"id": row_id, **entry} if isinstance(entry, dict) else None
 
 
-def log_entries(found: list[Any]) -> list[dict[str, Any]]:
-    """The well-formed entries of (id, entry text) rows."""
+def log_entries(found: Any) -> list[dict[str, Any]]:
+    """The well-formed entries of turnq_log rows (id, entry text)."""
     return [entry for entry in (log_entry(row_id, text) for row_id, text in found) if entry is not None]
 
 

@@ -311,6 +311,8 @@ class SqliteStore(Store):
         document) when `backup` is set."""
         backup_stem = None
         if backup and self.path.exists():
+            if not os.access(self.path, os.W_OK):  # refused before the backup, not after it
+                raise StoreUnwritable(f"store {self.location} is read-only; nothing was changed")
             suffix = backup_suffix or str(int(self.path.stat().st_mtime * 1000))
             backup_stem = self.path.with_name(f"{self.path.name}.bak-{suffix}")
         return rows.replace_document(self, document, backup_path=backup_stem, expected=expected)
