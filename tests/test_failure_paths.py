@@ -137,7 +137,8 @@ def test_export_refuses_to_overwrite_a_store_unless_force(tmp_path):
         assert victim.read_bytes() == kept
     code, _out, err = run("export", "--store", store, "--output", other, "--force")
     assert code == 0, err
-    assert other.read_text().startswith('format = "turnq-fixture"')
+    # a .json output is a JSON fixture (the format follows the extension), no longer a store
+    assert json.loads(other.read_text())["format"] == "turnq-fixture"
     assert Queue(store).list("s")  # the store itself is untouched throughout
 
 
@@ -300,7 +301,7 @@ def test_doctor_fix_never_writes_its_backup_through_a_symlink(tmp_path, kind):
     location = str(tmp_path / "turnq.json") if kind == "json" else sqlite_url(tmp_path)
     q = Queue(location, now=NOW)
     q.enqueue_text("s", "x")
-    q.claim("s", ttl_ms=0)  # an expired claim: stale after 0 ms, so doctor --fix clears it
+    Queue(location, now=NOW - 1000).claim("s", ttl_ms=0)  # expired 1 s before NOW: stale after 1ms
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     name = "turnq.json" if kind == "json" else "turnq.db"
@@ -308,7 +309,7 @@ def test_doctor_fix_never_writes_its_backup_through_a_symlink(tmp_path, kind):
     (tmp_path / f"{name}.bak-{NOW}{suffix}").symlink_to(victim)
     dangling = tmp_path / "created-through-a-link"
     (tmp_path / f"{name}.bak-{NOW}-1{suffix}").symlink_to(dangling)
-    code, out, err = run("doctor", "--fix", "--stale-after", "0", "--store", location, "--json")
+    code, out, err = run("doctor", "--fix", "--clear-stale", "--stale-after", "1ms", "--store", location, "--json")
     assert code in (0, 1), err
     report = json.loads(out)
     assert report["backup"] == str(tmp_path / f"{name}.bak-{NOW}-2{suffix}")  # the next free name

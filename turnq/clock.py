@@ -121,7 +121,7 @@ _SECONDS_SLIP = range(10**9, 10**11)
 def seconds_slip(text: str) -> str | None:
     """A hint when an epoch-milliseconds value is far more plausible as epoch seconds, else None."""
     text = text.strip()
-    if not (text.isascii() and text.isdigit()) or int(text) not in _SECONDS_SLIP:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) not in _SECONDS_SLIP:
         return None
     ms = int(text) * 1000
     return (f"{text} is epoch milliseconds {format_time(int(text))}, which looks like epoch seconds; "
