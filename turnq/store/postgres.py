@@ -1,22 +1,24 @@
 """The PostgreSQL backend (`postgresql://user@host:port/db`, also `postgres://`): psycopg 3.
 
-Safe with many workers on many hosts. A write transaction (READ COMMITTED):
+Safe with many workers on many hosts; writers of different sessions never wait for each
+other. A write transaction (READ COMMITTED) takes at most three round trips:
 
-1. `SET LOCAL lock_timeout` from the store's lock timeout (a lock not had in time → StoreBusy);
-2. `pg_advisory_xact_lock_shared` on the store, then `pg_advisory_xact_lock` on the session
-   (a 64-bit hash of schema and session id): writers of one session queue up, writers of
-   different sessions run side by side; an operation on every session (vacuum of all,
-   an enqueue into several sessions) takes the store lock exclusively;
-3. the session's batch rows `SELECT … FOR UPDATE` and its tombstones;
-4. the engine runs on them, with the client's clock (`--now` works as on any store);
-5. the store-wide enqueue counter (`turnq_meta` row `next_enqueue_seq`) is read
-   `FOR UPDATE` only when the engine asks for it, that is when it enqueues a new batch;
-6. changed rows written, audit entries inserted (ids from the `next_log_id` row, whose
-   UPDATE locks it until commit, so ids increase in commit order), COMMIT.
+1. one pipeline: BEGIN; `lock_timeout` for this transaction (a lock not had in time →
+   StoreBusy); `pg_advisory_xact_lock_shared` on the store, then `pg_advisory_xact_lock` on the
+   session (a 64-bit hash of schema and session id): writers of one session queue up, writers
+   of different sessions run side by side; an operation on every session (vacuum of all, an
+   enqueue into several sessions, doctor --fix, migrate) takes the store lock exclusively;
+   the session's batch rows `SELECT … FOR UPDATE` and its tombstones;
+2. the engine runs on them, with the client's clock (`--now` works as on any store); when it
+   enqueues a new batch it asks for the next enqueue_seq: one statement takes it from a
+   sequence (`pg_schema.py`: no row is locked, so enqueuers of different sessions never queue);
+3. one pipeline: the changed rows written, the audit entries appended (`turnq_append_log`, ids
+   from a sequence), COMMIT.
 
 So two claimers can never take the same batch, and a join run is taken whole or not at
-all: the session lock makes the load-plan-write of a claim one step. Tables: see `rows.py`;
-created on first write under an advisory lock, versioned in `turnq_meta`.
+all: the session lock makes the load-plan-write of a claim one step. Tables: see `rows.py`
+and `pg_schema.py`; created on first write under an advisory lock, versioned in `turnq_meta`
+(a version 1 store is upgraded on its first write by this turnq; a newer one is refused).
 
 URL option `schema=NAME` (removed before connecting): keep the tables in that schema,
 created if missing, e.g. `postgresql://u@h/db?schema=turnq_ci`. Other query options go to
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,7 +44,7 @@ from ..errors import (
     TurnqError,
 )
 from ..state import QueueState
-from . import rows
+from . import pg_schema, rows
 from .base import DEFAULT_LOG_MAX_ENTRIES, Store
 
 try:
@@ -50,32 +53,6 @@ try:
     from psycopg import sql
 except ImportError:  # pragma: no cover - exercised by a subprocess test without psycopg
     psycopg = None  # type: ignore[assignment]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS turnq_meta (key text PRIMARY KEY, value numeric(20) NOT NULL);
-CREATE TABLE IF NOT EXISTS turnq_batches (
-    batch_id text PRIMARY KEY,
-    session_id text NOT NULL,
-    enqueue_seq numeric(20) NOT NULL UNIQUE,
-    batch text NOT NULL,
-    fencing_counter numeric(20) NOT NULL,
-    claim_id text, owner_id text, lease_token text, claimed_at_ms numeric(20), expires_at_ms numeric(20)
-);
-CREATE INDEX IF NOT EXISTS turnq_batches_session ON turnq_batches (session_id, enqueue_seq);
-CREATE TABLE IF NOT EXISTS turnq_tombstones (
-    batch_id text PRIMARY KEY,
-    session_id text NOT NULL,
-    source_key text NOT NULL,
-    enqueue_seq numeric(20) NOT NULL,
-    outcome text NOT NULL,
-    settled_at_ms numeric(20) NOT NULL,
-    batch text NOT NULL
-);
-CREATE INDEX IF NOT EXISTS turnq_tombstones_session ON turnq_tombstones (session_id, settled_at_ms, enqueue_seq);
-CREATE TABLE IF NOT EXISTS turnq_log (id bigint PRIMARY KEY, entry text NOT NULL);
-INSERT INTO turnq_meta (key, value) VALUES ('schema_version', 1), ('next_enqueue_seq', 1), ('next_log_id', 1)
-    ON CONFLICT (key) DO NOTHING
-"""
 
 _COLS = ", ".join(rows.BATCH_COLUMNS)
 _BATCH_SELECT = f"SELECT {_COLS} FROM turnq_batches"
@@ -86,17 +63,6 @@ _BATCH_UPDATE = ("UPDATE turnq_batches SET session_id = %s, enqueue_seq = %s, ba
                  "WHERE batch_id = %s")
 _TOMB_INSERT = (f"INSERT INTO turnq_tombstones ({', '.join(rows.TOMBSTONE_COLUMNS)}) "
                 f"VALUES ({', '.join(['%s'] * len(rows.TOMBSTONE_COLUMNS))})")
-_LOG_APPEND = """
-WITH counter AS (
-    UPDATE turnq_meta SET value = value + %(n)s WHERE key = 'next_log_id' RETURNING value - %(n)s AS first
-), added AS (
-    INSERT INTO turnq_log (id, entry)
-    SELECT counter.first + e.ord - 1, e.entry
-    FROM counter, unnest(%(entries)s::text[]) WITH ORDINALITY AS e(entry, ord)
-    WHERE e.ord > %(n)s - %(keep)s
-)
-DELETE FROM turnq_log WHERE id < (SELECT first FROM counter) + %(n)s - %(keep)s
-"""
 _STORE_KEY = "hashtextextended('turnq-store:' || current_schema(), 0)"
 _SESSION_KEY = "hashtextextended('turnq-session:' || current_schema() || ':' || %s, 0)"
 
@@ -119,35 +85,37 @@ def _tomb_values(row: Any) -> tuple[Any, ...]:
 
 
 class _SessionState(QueueState):
-    """A session's state whose store-wide enqueue counter is read, and its row locked,
-    only when the engine first asks for it (an enqueue): claims never wait on it."""
+    """A session's state whose next enqueue_seq is taken from the store's sequence only when the
+    engine asks for it (an enqueue), one fresh value per batch it enqueues: claims never touch it.
 
-    def __init__(self, load_seq: Any) -> None:
-        self._seq: int | None = None
-        self._load_seq: Any = None
-        self.loaded_seq: int | None = None
+    The engine reads `next_seq`, makes the batch with that value, then sets `next_seq` to it + 1:
+    that set marks the value as used, and the next read takes a new one. Any other value set
+    (a caller putting the counter somewhere, as a fixture might) is `wanted` and is written at
+    the end under the store lock, held exclusively for it."""
+
+    def __init__(self, take_seq: Any) -> None:
+        self._take_seq: Any = None
+        self._taken: int | None = None
+        self.wanted: int | None = None
         self.failure: TurnqError | None = None
         super().__init__()  # sets next_seq = 1 through the setter below: undone next
-        self._seq = None
-        self._load_seq = load_seq
+        self.wanted = None
+        self._take_seq = take_seq
 
     @property  # type: ignore[override]
     def next_seq(self) -> int:
-        if self._seq is None:
-            self._seq = self.loaded_seq = self._load_seq()
-        return self._seq
+        if self.wanted is not None:
+            return self.wanted
+        if self._taken is None:
+            self._taken = self._take_seq()
+        return self._taken
 
     @next_seq.setter
     def next_seq(self, value: int) -> None:
-        if self._load_seq is not None and self.loaded_seq is None:
-            # Never a blind write: lock the counter row (and know its value) first.
-            self.loaded_seq = self._load_seq()
-        self._seq = value
-
-    @property
-    def seen_seq(self) -> int | None:
-        """The counter as the engine left it; None when it never asked for it."""
-        return self._seq
+        if self._taken is not None and value == self._taken + 1 and self.wanted is None:
+            self._taken = None  # used: the next enqueue takes a new value
+        else:
+            self.wanted = value
 
 
 class PostgresStore(Store):
@@ -218,7 +186,8 @@ class PostgresStore(Store):
         return conn.execute("SELECT to_regclass('turnq_meta') IS NOT NULL").fetchone()[0]
 
     def _ensure_schema(self, conn: Any) -> None:
-        """Create the tables on first use, under an advisory lock (concurrent first uses are safe)."""
+        """Create the tables on first use, or upgrade a version 1 store, under an advisory lock
+        (concurrent first uses are safe)."""
         if self._schema_ready:
             return
         with conn.transaction():
@@ -229,37 +198,55 @@ class PostgresStore(Store):
                 # (Only when missing: CREATE SCHEMA needs a privilege that using one does not.)
                 conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
             if not self._tables_exist(conn):
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            self._check_version(conn)
+                for statement in pg_schema.statements(pg_schema.TABLES + ";\n" + pg_schema.OBJECTS):
+                    conn.execute(statement)
+            if self._check_version(conn) == 1:
+                # No version 1 writer may be half-way: take the store lock exclusively.
+                conn.execute(f"SELECT pg_advisory_xact_lock({_STORE_KEY})")
+                if self._check_version(conn) == 1:
+                    pg_schema.upgrade_from_1(conn, self.location)
         self._schema_ready = True
 
-    def _check_version(self, conn: Any) -> None:
+    def _check_version(self, conn: Any) -> int:
         row = conn.execute("SELECT value FROM turnq_meta WHERE key = 'schema_version'").fetchone()
-        rows.check_version(None if row is None else int(row[0]), self.location)
+        version = None if row is None else int(row[0])
+        rows.check_version(version, self.location, pg_schema.SCHEMA_VERSION)
+        return version  # type: ignore[return-value]
 
-    def _meta_value(self, conn: Any, key: str, *, lock: bool) -> int:
-        query = "SELECT value FROM turnq_meta WHERE key = %s" + (" FOR UPDATE" if lock else "")
-        row = conn.execute(query, (key,)).fetchone()
-        if row is None:
-            raise StoreUnreadable(f"store {self.location} is unreadable: turnq_meta has no {key}")
+    def _next_seq(self, conn: Any, version: int) -> int:
+        """The next enqueue_seq, not taken (a version 1 store, not yet upgraded, keeps it in a row)."""
+        if version == 1:
+            query = "SELECT value FROM turnq_meta WHERE key = 'next_enqueue_seq'"
+        else:
+            query = pg_schema.PEEK_SEQ
+        row = conn.execute(query).fetchone()
+        if row is None or row[0] is None:
+            raise StoreUnreadable(f"store {self.location} is unreadable: turnq_meta has no enqueue counter")
         return int(row[0])
 
-    def _load(self, conn: Any, session_id: str | None, state: QueueState, snapshot: rows.Snapshot | None,
-              *, lock: bool) -> QueueState:
+    def _batch_query(self, session_id: str | None, *, lock: bool) -> tuple[str, tuple[Any, ...]]:
         suffix = " FOR UPDATE" if lock else ""
         if session_id is None:
-            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq{suffix}").fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq").fetchall()
-        else:
-            batch_rows = conn.execute(f"{_BATCH_SELECT} WHERE session_id = %s ORDER BY enqueue_seq{suffix}",
-                                      (session_id,)).fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} WHERE session_id = %s ORDER BY settled_at_ms, enqueue_seq",
-                                     (session_id,)).fetchall()
+            return f"{_BATCH_SELECT} ORDER BY enqueue_seq{suffix}", ()
+        return f"{_BATCH_SELECT} WHERE session_id = %s ORDER BY enqueue_seq{suffix}", (session_id,)
+
+    def _tomb_query(self, session_id: str | None) -> tuple[str, tuple[Any, ...]]:
+        """The tombstones a transaction of `session_id` loads (None: all)."""
+        if session_id is None:
+            return f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq", ()
+        return f"{_TOMB_SELECT} WHERE session_id = %s ORDER BY settled_at_ms, enqueue_seq", (session_id,)
+
+    def _fill(self, state: QueueState, snapshot: rows.Snapshot | None, batch_rows: list[Any],
+              tomb_rows: list[Any]) -> QueueState:
         rows.load_batches([_batch_values(r) for r in batch_rows], state, snapshot, self.location, self._cache)
         rows.load_tombstones([_tomb_values(r) for r in tomb_rows], state, snapshot, self.location)
         return state
+
+    def _load(self, conn: Any, session_id: str | None, state: QueueState, snapshot: rows.Snapshot | None,
+              *, lock: bool) -> QueueState:
+        batch_rows = conn.execute(*self._batch_query(session_id, lock=lock)).fetchall()
+        tomb_rows = conn.execute(*self._tomb_query(session_id)).fetchall()
+        return self._fill(state, snapshot, batch_rows, tomb_rows)
 
     # ----------------------------------------------------------------- reading
 
@@ -282,25 +269,66 @@ class PostgresStore(Store):
         with self._reading() as conn:
             if conn is None:
                 return QueueState()
-            self._check_version(conn)
-            state = QueueState(next_seq=self._meta_value(conn, "next_enqueue_seq", lock=False))
+            state = QueueState(next_seq=self._next_seq(conn, self._check_version(conn)))
             return self._load(conn, session_id, state, None, lock=False)
 
     def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
+        """Entries with id > `after_id`, never one that a later call could find below an id this
+        call returned (so `turnq log --follow` never misses or repeats one).
+
+        Ids come from a sequence, taken by each writer after its transaction got its id, so they
+        are not in commit order: a snapshot may see id 7 committed while id 6 is still in flight.
+        A run of ids without a hole from `after_id + 1` is safe as it is. Past a hole (an entry in
+        flight, a rolled-back writer's id, or entries dropped by retention) the holder of a
+        missing id can only be a transaction in flight when the snapshot was taken (it had its
+        transaction id before it took the entry's id, and that was before the later entry
+        committed): wait until every such transaction has ended (the server's oldest running
+        transaction id, `pg_snapshot_xmin` of a new snapshot, reaches that snapshot's `xmax`),
+        then every id up to the last one seen is settled: read them again. If that wait runs past
+        the lock timeout (a transaction left open elsewhere on the server), return the safe run."""
         with self._reading() as conn:
             if conn is None:
                 return []
             found = conn.execute("SELECT id, entry FROM turnq_log WHERE id > %s ORDER BY id", (after_id,)).fetchall()
-            return [rows.log_entry(row_id, text) for row_id, text in found]
+            xmax = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())").fetchone()[0]
+        safe = _unbroken(found, after_id)
+        if safe < len(found) and self._wait_for_xmin(xmax):
+            with self._reading() as conn:
+                found = conn.execute("SELECT id, entry FROM turnq_log WHERE id > %s AND id <= %s ORDER BY id",
+                                     (after_id, found[-1][0])).fetchall()
+            safe = len(found)
+        return [rows.log_entry(row_id, text) for row_id, text in found[:safe]]
+
+    def _wait_for_xmin(self, xmax: Any) -> bool:
+        """Wait until every transaction running at a snapshot whose xmax was `xmax` has ended."""
+        deadline = time.monotonic() + self.lock_timeout_ms / 1000
+        pause = 0.002
+        with self._lock:
+            conn = self._connection(writing=False)
+            try:
+                while True:
+                    if conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= %s::xid8",
+                                    (str(xmax),)).fetchone()[0]:
+                        return True
+                    if time.monotonic() + pause > deadline:
+                        return False
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
+            except psycopg.Error as err:
+                raise self._error(err, writing=False) from None
 
     def raw_document(self) -> dict[str, Any]:
         with self._reading() as conn:
             if conn is None:
                 return {}  # no tables yet: as the JSON store says of a missing file
-            seq = conn.execute("SELECT value FROM turnq_meta WHERE key = 'next_enqueue_seq'").fetchone()
+            version = conn.execute("SELECT value FROM turnq_meta WHERE key = 'schema_version'").fetchone()
+            try:
+                seq: Any = self._next_seq(conn, 1 if version is not None and int(version[0]) == 1 else 2)
+            except (StoreUnreadable, psycopg.Error):
+                seq = None  # doctor reports it
             batch_rows = [_batch_values(r) for r in conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq")]
             tomb_rows = [_tomb_values(r) for r in conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq")]
-            return rows.raw_document(None if seq is None else int(seq[0]), batch_rows, tomb_rows)
+            return rows.raw_document(seq, batch_rows, tomb_rows)
 
     def replace_document(self, document: dict[str, Any], *, backup: bool = True, backup_suffix: str | None = None,
                          expected: dict[str, Any] | None = None) -> str | None:
@@ -316,7 +344,6 @@ class PostgresStore(Store):
             conn = self._connection(writing=True)
             try:
                 self._ensure_schema(conn)
-                conn.execute("BEGIN")
             except psycopg.Error as err:
                 raise self._error(err, writing=True) from None
             try:
@@ -327,7 +354,6 @@ class PostgresStore(Store):
                 yield state
                 try:
                     self._finish(conn, state, snapshot)
-                    conn.execute("COMMIT")
                 except psycopg.Error as err:
                     raise self._error(err, writing=True) from None
             finally:
@@ -338,26 +364,35 @@ class PostgresStore(Store):
                         self._drop()
 
     def _begin(self, conn: Any, session_id: str | None) -> tuple[QueueState, rows.Snapshot]:
-        # One round trip: the lock timeout (LOCAL: this transaction's), then the advisory locks.
+        """One round trip (a pipeline): BEGIN, the lock timeout (LOCAL: this transaction's), the
+        advisory locks, the rows."""
         timeout = f"{int(self.lock_timeout_ms)}ms"
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            if session_id is None:
+                conn.execute(f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock({_STORE_KEY})",
+                             (timeout,))
+                seq_cursor = conn.execute(pg_schema.PEEK_SEQ)
+            else:
+                conn.execute(f"SELECT set_config('lock_timeout', %s, true), "
+                             f"pg_advisory_xact_lock_shared({_STORE_KEY}), pg_advisory_xact_lock({_SESSION_KEY})",
+                             (timeout, session_id))
+            batch_cursor = conn.execute(*self._batch_query(session_id, lock=True))
+            tomb_cursor = conn.execute(*self._tomb_query(session_id))
         if session_id is None:
-            conn.execute(f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock({_STORE_KEY})",
-                         (timeout,))
-            seq = self._meta_value(conn, "next_enqueue_seq", lock=True)
+            seq = int(seq_cursor.fetchone()[0])
             state: QueueState = QueueState(next_seq=seq)
         else:
-            conn.execute(f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock_shared({_STORE_KEY}), "
-                         f"pg_advisory_xact_lock({_SESSION_KEY})", (timeout, session_id))
-            state = _SessionState(lambda: self._counter(conn, state))
+            state = _SessionState(lambda: self._take_seq(conn, state))
             seq = 0  # not known until asked for
         snapshot = rows.Snapshot(seq)
-        self._load(conn, session_id, state, snapshot, lock=True)
+        self._fill(state, snapshot, batch_cursor.fetchall(), tomb_cursor.fetchall())
         return state, snapshot
 
-    def _counter(self, conn: Any, state: _SessionState) -> int:
-        """The enqueue counter, its row locked until commit (asked for by the engine, mid-operation)."""
+    def _take_seq(self, conn: Any, state: _SessionState) -> int:
+        """The next enqueue_seq, taken from the sequence (asked for by the engine, mid-operation)."""
         try:
-            return self._meta_value(conn, "next_enqueue_seq", lock=True)
+            return int(conn.execute(pg_schema.TAKE_SEQ).fetchone()[0])
         except psycopg.Error as err:
             # The database transaction is aborted now: even if the caller goes on (the API logs a
             # refusal and leaves the block normally), the transaction must end in this error.
@@ -365,18 +400,21 @@ class PostgresStore(Store):
             raise state.failure from None
 
     def _finish(self, conn: Any, state: QueueState, snapshot: rows.Snapshot) -> None:
+        """One round trip (a pipeline): the changed rows, the audit entries, COMMIT."""
         failure = getattr(state, "failure", None)
         if failure is not None:
             state.audit.clear()
             raise failure
-        if state.changed:
-            self._save(conn, snapshot, state)
-            state.changed = False
-        if state.audit:
-            entries = list(state.audit)
-            state.audit.clear()
-            if self.log_enabled:
-                self._append_log(conn, entries)
+        with conn.pipeline():
+            if state.changed:
+                self._save(conn, snapshot, state)
+                state.changed = False
+            if state.audit:
+                entries = list(state.audit)
+                state.audit.clear()
+                if self.log_enabled:
+                    self._append_log(conn, entries)
+            conn.execute("COMMIT")
 
     def _save(self, conn: Any, snapshot: rows.Snapshot, state: QueueState) -> None:
         changes = rows.diff(snapshot, state)
@@ -387,23 +425,36 @@ class PostgresStore(Store):
                 cur.executemany(_BATCH_UPDATE, [(*r[1:], r[0]) for r in changes.update_batches])
             if changes.insert_batches:
                 cur.executemany(_BATCH_INSERT, changes.insert_batches)
-            if changes.delete_tombstones:
-                cur.execute("DELETE FROM turnq_tombstones WHERE batch_id = ANY(%s)", (changes.delete_tombstones,))
-            if changes.insert_tombstones:
-                cur.executemany(_TOMB_INSERT, changes.insert_tombstones)
-            if isinstance(state, _SessionState):  # never ask for the counter (and lock it) just to compare
-                loaded, seq = state.loaded_seq, state.seen_seq
-            else:
-                loaded, seq = snapshot.next_seq, state.next_seq
-            if seq is not None and seq != loaded:
-                cur.execute("UPDATE turnq_meta SET value = %s WHERE key = 'next_enqueue_seq'", (seq,))
+            self._save_tombstones(cur, changes)
+            if isinstance(state, _SessionState):
+                if state.wanted is not None:
+                    # Setting the counter: no other writer may take a value meanwhile.
+                    cur.execute(f"SELECT pg_advisory_xact_lock({_STORE_KEY})")
+                    cur.execute(pg_schema.SET_SEQ, (state.wanted,))
+            elif state.next_seq != snapshot.next_seq:  # under the store lock, held exclusively
+                cur.execute(pg_schema.SET_SEQ, (state.next_seq,))
+
+    def _save_tombstones(self, cur: Any, changes: rows.Changes) -> None:
+        if changes.delete_tombstones:
+            cur.execute("DELETE FROM turnq_tombstones WHERE batch_id = ANY(%s)", (changes.delete_tombstones,))
+        if changes.insert_tombstones:
+            cur.executemany(_TOMB_INSERT, changes.insert_tombstones)
 
     def _append_log(self, conn: Any, entries: list[dict[str, Any]]) -> None:
-        """One statement: take ids from the `next_log_id` row (its UPDATE locks it until commit,
-        so ids increase in commit order), insert the entries (only the newest `log_max_entries`),
-        and drop the entries older than the newest `log_max_entries`."""
-        conn.execute(_LOG_APPEND, {"n": len(entries), "keep": self.log_max_entries,
-                                   "entries": [rows.dumps(entry) for entry in entries]})
+        """One statement (`turnq_append_log`): ids from the `turnq_log_ids` sequence, only the
+        newest `log_max_entries` kept."""
+        conn.execute("SELECT turnq_append_log(%s::text[], %s)",
+                     ([rows.dumps(entry) for entry in entries], self.log_max_entries))
+
+
+def _unbroken(found: list[Any], after_id: int) -> int:
+    """How many of `found` (rows by id) follow `after_id` without a hole."""
+    expected = after_id + 1
+    for count, row in enumerate(found):
+        if row[0] != expected:
+            return count
+        expected += 1
+    return len(found)
 
 
 def _split_url(url: str) -> tuple[str, str | None]:

@@ -236,14 +236,15 @@ def log_entry(row_id: int, text: str) -> dict[str, Any]:
     return {"id": row_id, **entry}
 
 
-def check_version(version: Any, location: str) -> None:
+def check_version(version: Any, location: str, supported: int = SCHEMA_VERSION) -> None:
+    """Refuse a store of a version this turnq does not read (`supported`: the newest it reads)."""
     if version is None or not isinstance(version, int) or version < 1:
         raise StoreUnreadable(f"store {location} is unreadable: invalid schema_version {version!r} in turnq_meta; "
                               "it was left as it is")
-    if version > SCHEMA_VERSION:
+    if version > supported:
         raise StoreUnreadable(
             f"store {location} was written by a newer turnq (schema version {version}; this turnq reads "
-            f"{SCHEMA_VERSION}): upgrade turnq to use it; it was left as it is"
+            f"{supported}): upgrade turnq to use it; it was left as it is"
         )
 
 
