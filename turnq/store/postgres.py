@@ -443,8 +443,10 @@ class PostgresStore(Store):
     def _append_log(self, conn: Any, entries: list[dict[str, Any]]) -> None:
         """One statement (`turnq_append_log`): ids from the `turnq_log_ids` sequence, only the
         newest `log_max_entries` kept."""
-        conn.execute("SELECT turnq_append_log(%s::text[], %s)",
-                     ([rows.dumps(entry) for entry in entries], self.log_max_entries))
+        # ARRAY[%s, …] of plain text parameters: cheaper to send than one list (an array) parameter.
+        placeholders = ", ".join(["%s"] * len(entries))
+        conn.execute(f"SELECT turnq_append_log(ARRAY[{placeholders}]::text[], %s)",
+                     [*(rows.dumps(entry) for entry in entries), self.log_max_entries])
 
 
 def _unbroken(found: list[Any], after_id: int) -> int:

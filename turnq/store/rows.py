@@ -7,7 +7,8 @@ A batch row holds the batch's wire JSON exactly as the JSON store's document hol
     turnq_batches(batch_id PK, session_id, enqueue_seq UNIQUE, batch JSON text,
                   fencing_counter, claim_id, owner_id, lease_token, claimed_at_ms, expires_at_ms)
     turnq_tombstones(batch_id PK, session_id, source_key, enqueue_seq, outcome, settled_at_ms, batch JSON text)
-    turnq_meta(key PK, value)   schema_version, next_enqueue_seq, next_log_id
+    turnq_meta(key PK, value)   schema_version, next_enqueue_seq, next_log_id (SQLite; PostgreSQL
+                                keeps its counters in sequences instead: see pg_schema.py)
     turnq_log(id PK, entry JSON text)   the audit log
 
 A transaction loads one session's rows (`Snapshot` remembers them), lets the engine
