@@ -278,3 +278,16 @@ def test_counters_near_the_u64_limit_round_trip(url, tmp_path):
     assert Queue(url, now=NOW).enqueue_text("s", "y").batch.enqueue_seq == 2**64 - 3
     assert Queue(url, now=NOW).enqueue_text("t", "z").batch.enqueue_seq == 2**64 - 2
     assert open_store(url).raw_document()["next_enqueue_seq"] == 2**64 - 1
+
+
+def test_the_sequence_stops_at_the_u64_limit(url):
+    from turnq.store import pg_schema
+
+    store = open_store(url)
+    Queue(store, now=NOW).enqueue_text("warm", "up")
+    with store.transaction(None) as state:
+        state.next_seq = 2**64 - 1
+        state.changed = True
+    take = [int(store._conn.execute(pg_schema.TAKE_SEQ).fetchone()[0]) for _ in range(3)]
+    assert take == [2**64 - 1, 2**64, 2**64]  # past the limit: the same value, nothing taken
+    assert store.read().next_seq == 2**64

@@ -74,11 +74,16 @@ END
 $fn$
 """
 
-#: The next enqueue_seq, taken (one round trip; no row locked).
-TAKE_SEQ = ("SELECT value + nextval('turnq_enqueue_seq') FROM turnq_meta WHERE key = 'enqueue_seq_offset'")
+U64_MAX = 2**64 - 1
 
 #: What nextval would give next, without taking it (no offset added).
 _PEEK_RAW = "(SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM turnq_enqueue_seq)"
+
+#: The next enqueue_seq, taken (one round trip; no row locked). Once 2^64-1 has been given out,
+#: the value past it is returned without taking it (the engine refuses it: exit 10), so the
+#: counter never moves further past the limit.
+TAKE_SEQ = (f"SELECT CASE WHEN value + {_PEEK_RAW} > {U64_MAX} THEN value + {_PEEK_RAW} "
+            "ELSE value + nextval('turnq_enqueue_seq') END FROM turnq_meta WHERE key = 'enqueue_seq_offset'")
 
 #: The next enqueue_seq, not taken (for reads and store-wide transactions).
 PEEK_SEQ = f"SELECT value + {_PEEK_RAW} FROM turnq_meta WHERE key = 'enqueue_seq_offset'"
