@@ -183,6 +183,14 @@ def _plain_location(kind: str, url: str) -> Iterator[str]:
         yield f"sqlite:///{path}"
 
 
+def _create(url: str) -> None:
+    """turnq's tables made by one process before the workers start (their first use is not
+    what is measured; a new SQLite file's WAL switch then also happens once)."""
+    cycle, close = _turnq_cycler(url, "warm")
+    cycle(0)
+    close()
+
+
 def bench_scale(kinds: list[str], location: Callable[[str, Path, str], Any], folder: Path, *, runs: int,
                 seconds: float, report: Callable[[str], None]) -> dict[str, Any]:
     """The table: for each backend in `kinds`, 1 and 8 processes, turnq beside the plain queue."""
@@ -195,6 +203,7 @@ def bench_scale(kinds: list[str], location: Callable[[str, Path, str], Any], fol
                 for processes in PROCESS_COUNTS:
                     name = f"scale-{kind}-{processes}-{run}"
                     with location(kind, folder, name) as url, _plain_location(kind, url) as plain:
+                        _create(url)
                         # turnq and the plain queue alternate which goes first, run by run.
                         order = [("turnq", "turnq", url), ("plain", f"plain-{kind}", plain)]
                         for label, cycler, where in order[::1 if run % 2 == 0 else -1]:
