@@ -1,7 +1,8 @@
 """The PostgreSQL backend's own promises (the shared ones are in test_store_conformance.py and
 test_backends_cli.py): schema created once under an advisory lock and versioned; a session's
 lock serialises its writers while other sessions go on (enqueuers too: counters are sequences);
-a version 1 store is upgraded by a write; u64 counters above 2^63 work; lock timeouts are StoreBusy; connection failures are one line, exit 7 or 9.
+a version 1 store is upgraded by a write; u64 counters above 2^63 work; lock timeouts are
+StoreBusy; connection failures are one line, exit 7 or 9.
 
 Each test has a schema of its own (tests/backends.py), dropped afterwards. Without a server the
 tests skip, saying why — and fail when CI=true.

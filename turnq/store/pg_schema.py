@@ -120,8 +120,9 @@ def upgrade_from_1(conn: object, location: str) -> None:
                               f"{sorted({'next_enqueue_seq', 'next_log_id'} - set(meta))}; it was left as it is")
     next_log_id = int(meta["next_log_id"])
     if not 1 <= next_log_id <= LOG_MAX_ID:
-        raise StoreUnreadable(f"store {location} cannot be upgraded to schema version {SCHEMA_VERSION}: its next "
-                              f"audit id {next_log_id} is beyond what a PostgreSQL sequence holds; it was left as it is")
+        raise StoreUnreadable(f"store {location} cannot be upgraded to schema version {SCHEMA_VERSION}: its "
+                              f"next audit id {next_log_id} is beyond what a PostgreSQL sequence holds; "
+                              "it was left as it is")
     for statement in statements(OBJECTS):
         execute(statement)
     execute("SELECT setval('turnq_log_ids', %s, false)", (next_log_id,))
