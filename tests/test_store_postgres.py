@@ -64,7 +64,7 @@ def test_reading_creates_nothing(url):
 def test_first_write_creates_a_versioned_schema(url):
     Queue(url, now=NOW).enqueue_text("s", "x")
     assert dict(sql(url, "SELECT key, value FROM turnq_meta")) == {
-        "schema_version": 1, "next_enqueue_seq": 2, "next_log_id": 2}
+        "schema_version": 2, "next_enqueue_seq": 2, "next_log_id": 2}
     plan = " ".join(r[0] for r in sql(url, "EXPLAIN SELECT * FROM turnq_batches WHERE session_id = 's' "
                                            "ORDER BY enqueue_seq"))
     assert "turnq_batches" in plan
@@ -159,10 +159,10 @@ def test_an_enqueue_holds_the_counter_until_it_commits(url):
 
 def test_a_newer_schema_is_refused_exit_7(url):
     Queue(url, now=NOW).enqueue_text("s", "x")
-    sql(url, "UPDATE turnq_meta SET value = 2 WHERE key = 'schema_version'")
+    sql(url, "UPDATE turnq_meta SET value = 3 WHERE key = 'schema_version'")
     for args in (("inspect", "s"), ("enqueue", "s", "--text", "y")):
         code, out, err = cli(*args, store=url)
-        assert code == 7 and out == "" and "newer turnq (schema version 2" in err and err.count("\n") == 1
+        assert code == 7 and out == "" and "newer turnq (schema version 3" in err and err.count("\n") == 1
     assert sql(url, "SELECT count(*) FROM turnq_batches") == [(1,)]
 
 
