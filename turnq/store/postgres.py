@@ -7,7 +7,8 @@ Safe with many workers on many hosts. A write transaction (READ COMMITTED):
    (a 64-bit hash of schema and session id): writers of one session queue up, writers of
    different sessions run side by side; an operation on every session (vacuum of all,
    an enqueue into several sessions) takes the store lock exclusively;
-3. the session's batch rows `SELECT … FOR UPDATE` and its tombstones;
+3. the session's batch rows `SELECT … FOR UPDATE` (its tombstones stay in their table: an
+   enqueue with a source key looks one up by key, see pg_tombstones.py);
 4. the engine runs on them, with the client's clock (`--now` works as on any store);
 5. the store-wide enqueue counter (`turnq_meta` row `next_enqueue_seq`) is read
    `FOR UPDATE` only when the engine asks for it, that is when it enqueues a new batch;
@@ -41,7 +42,7 @@ from ..errors import (
     TurnqError,
 )
 from ..state import QueueState
-from . import rows
+from . import pg_tombstones, rows
 from .base import DEFAULT_LOG_MAX_ENTRIES, Store
 
 try:
@@ -72,8 +73,9 @@ CREATE TABLE IF NOT EXISTS turnq_tombstones (
     batch text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS turnq_tombstones_session ON turnq_tombstones (session_id, settled_at_ms, enqueue_seq);
+CREATE INDEX IF NOT EXISTS turnq_tombstones_key ON turnq_tombstones (session_id, source_key);
 CREATE TABLE IF NOT EXISTS turnq_log (id bigint PRIMARY KEY, entry text NOT NULL);
-INSERT INTO turnq_meta (key, value) VALUES ('schema_version', 1), ('next_enqueue_seq', 1), ('next_log_id', 1)
+INSERT INTO turnq_meta (key, value) VALUES ('schema_version', 2), ('next_enqueue_seq', 1), ('next_log_id', 1)
     ON CONFLICT (key) DO NOTHING
 """
 
@@ -118,16 +120,16 @@ def _tomb_values(row: Any) -> tuple[Any, ...]:
     return (batch_id, outcome, _u64(settled), batch)
 
 
-class _SessionState(QueueState):
+class _SessionState(rows.RowState):
     """A session's state whose store-wide enqueue counter is read, and its row locked,
     only when the engine first asks for it (an enqueue): claims never wait on it."""
 
-    def __init__(self, load_seq: Any) -> None:
+    def __init__(self, load_seq: Any, tombstones: rows.TombstoneRows) -> None:
         self._seq: int | None = None
         self._load_seq: Any = None
         self.loaded_seq: int | None = None
         self.failure: TurnqError | None = None
-        super().__init__()  # sets next_seq = 1 through the setter below: undone next
+        super().__init__(1, tombstones)  # sets next_seq = 1 through the setter below: undone next
         self._seq = None
         self._load_seq = load_seq
 
@@ -233,6 +235,9 @@ class PostgresStore(Store):
                     if statement.strip():
                         conn.execute(statement)
             self._check_version(conn)
+            if int(conn.execute("SELECT value FROM turnq_meta WHERE key = 'schema_version'").fetchone()[0]) < 2:
+                conn.execute(pg_tombstones.KEY_INDEX)  # version 1 -> 2: the tombstone lookup's index
+                conn.execute("UPDATE turnq_meta SET value = 2 WHERE key = 'schema_version'")
         self._schema_ready = True
 
     def _check_version(self, conn: Any) -> None:
@@ -248,18 +253,18 @@ class PostgresStore(Store):
 
     def _load(self, conn: Any, session_id: str | None, state: QueueState, snapshot: rows.Snapshot | None,
               *, lock: bool) -> QueueState:
+        """The scope's batch rows; tombstones stay in their table (rows.RowState)."""
         suffix = " FOR UPDATE" if lock else ""
         if session_id is None:
             batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq{suffix}").fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq").fetchall()
         else:
             batch_rows = conn.execute(f"{_BATCH_SELECT} WHERE session_id = %s ORDER BY enqueue_seq{suffix}",
                                       (session_id,)).fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} WHERE session_id = %s ORDER BY settled_at_ms, enqueue_seq",
-                                     (session_id,)).fetchall()
         rows.load_batches([_batch_values(r) for r in batch_rows], state, snapshot, self.location, self._cache)
-        rows.load_tombstones([_tomb_values(r) for r in tomb_rows], state, snapshot, self.location)
         return state
+
+    def _tombstones(self, conn: Any, session_id: str | None, snapshot: rows.Snapshot | None) -> Any:
+        return pg_tombstones.PgTombstones(conn, session_id, snapshot, self.location, self._reading)
 
     # ----------------------------------------------------------------- reading
 
@@ -283,8 +288,27 @@ class PostgresStore(Store):
             if conn is None:
                 return QueueState()
             self._check_version(conn)
-            state = QueueState(next_seq=self._meta_value(conn, "next_enqueue_seq", lock=False))
+            state = rows.RowState(self._meta_value(conn, "next_enqueue_seq", lock=False),
+                                  self._tombstones(None, session_id, None))  # read later, if asked for
+            state.tombstone_retention_ms = pg_tombstones.read_retention(conn)
             return self._load(conn, session_id, state, None, lock=False)
+
+    def read_settings(self) -> dict[str, int | None]:
+        with self._reading() as conn:
+            if conn is None:
+                return {rows.RETENTION_KEY: None}
+            self._check_version(conn)
+            return {rows.RETENTION_KEY: pg_tombstones.read_retention(conn)}
+
+    def write_setting(self, name: str, value: int | None) -> None:
+        with self._lock:
+            conn = self._connection(writing=True)
+            try:
+                self._ensure_schema(conn)
+                with conn.transaction():
+                    pg_tombstones.write_retention(conn, value)
+            except psycopg.Error as err:
+                raise self._error(err, writing=True) from None
 
     def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
         with self._reading() as conn:
@@ -339,18 +363,23 @@ class PostgresStore(Store):
 
     def _begin(self, conn: Any, session_id: str | None) -> tuple[QueueState, rows.Snapshot]:
         # One round trip: the lock timeout (LOCAL: this transaction's), then the advisory locks.
+        # The retention setting rides on that round trip (as of the statement's start: a change
+        # made meanwhile applies from the next operation).
         timeout = f"{int(self.lock_timeout_ms)}ms"
+        retention = pg_tombstones.RETENTION_EXPR
         if session_id is None:
-            conn.execute(f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock({_STORE_KEY})",
-                         (timeout,))
+            found = conn.execute(f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock({_STORE_KEY}), "
+                                 f"{retention}", (timeout,)).fetchone()
             seq = self._meta_value(conn, "next_enqueue_seq", lock=True)
-            state: QueueState = QueueState(next_seq=seq)
+            snapshot = rows.Snapshot(seq)
+            state: rows.RowState = rows.RowState(seq, self._tombstones(conn, None, snapshot))
         else:
-            conn.execute(f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock_shared({_STORE_KEY}), "
-                         f"pg_advisory_xact_lock({_SESSION_KEY})", (timeout, session_id))
-            state = _SessionState(lambda: self._counter(conn, state))
-            seq = 0  # not known until asked for
-        snapshot = rows.Snapshot(seq)
+            found = conn.execute(f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock_shared("
+                                 f"{_STORE_KEY}), pg_advisory_xact_lock({_SESSION_KEY}), {retention}",
+                                 (timeout, session_id)).fetchone()
+            snapshot = rows.Snapshot(0)  # the counter is not known until asked for
+            state = _SessionState(lambda: self._counter(conn, state), self._tombstones(conn, session_id, snapshot))
+        state.tombstone_retention_ms = None if found[-1] is None else int(found[-1])
         self._load(conn, session_id, state, snapshot, lock=True)
         return state, snapshot
 
