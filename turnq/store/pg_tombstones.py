@@ -24,7 +24,9 @@ RETENTION_EXPR = f"(SELECT value FROM turnq_meta WHERE key = '{rows.RETENTION_KE
 
 _COLUMNS = "batch_id, outcome, settled_at_ms, batch"
 _SELECT = f"SELECT {_COLUMNS} FROM turnq_tombstones"
-_FIND = f"{_SELECT} WHERE session_id = %s AND source_key = %s ORDER BY settled_at_ms DESC LIMIT 1"
+#: No ORDER BY … LIMIT 1: a planner may then walk the (session, settled_at) index instead of
+#: the key's; the newest of the (one or two) rows is picked by `find`.
+_FIND = f"{_SELECT} WHERE session_id = %s AND source_key = %s"
 
 
 def _values(row: Any) -> tuple[Any, ...]:
@@ -34,8 +36,8 @@ def _values(row: Any) -> tuple[Any, ...]:
 
 def find(conn: Any, session_id: str, source_key: str, location: str) -> Any:
     """The session's newest tombstone holding the key, or None (an index lookup)."""
-    row = conn.execute(_FIND, (session_id, source_key)).fetchone()
-    return None if row is None else rows.tombstone_from_row(_values(row), location)
+    found = [rows.tombstone_from_row(_values(row), location) for row in conn.execute(_FIND, (session_id, source_key))]
+    return max(found, key=lambda tomb: tomb.settled_at_ms, default=None)
 
 
 def drop(conn: Any, session_id: str | None, cutoff_ms: int | None, location: str) -> list[Any]:

@@ -56,6 +56,7 @@ _BATCH_INSERT = (f"INSERT INTO turnq_batches ({', '.join(rows.BATCH_COLUMNS)}) "
 _BATCH_UPDATE = ("UPDATE turnq_batches SET session_id = ?2, enqueue_seq = ?3, batch = ?4, fencing_counter = ?5, "
                  "claim_id = ?6, owner_id = ?7, lease_token = ?8, claimed_at_ms = ?9, expires_at_ms = ?10 "
                  "WHERE batch_id = ?1")
+_TOMB_FIND = f"{_TOMB_SELECT} WHERE session_id = ? AND source_key = ?"
 #: Schema version 1 -> 2: the index an enqueue's tombstone lookup uses.
 _UPGRADE_2 = "CREATE INDEX IF NOT EXISTS turnq_tombstones_key ON turnq_tombstones (session_id, source_key)"
 _TOMB_INSERT = (f"INSERT INTO turnq_tombstones ({', '.join(rows.TOMBSTONE_COLUMNS)}) "
@@ -355,9 +356,10 @@ class _Tombstones:
         return [rows.tombstone_from_row(_from_db(row), self.store.location) for row in found]
 
     def find(self, session_id: str, source_key: str) -> Any:
-        found = self._query(f"{_TOMB_SELECT} WHERE session_id = ? AND source_key = ? "
-                            "ORDER BY settled_at_ms DESC LIMIT 1", (session_id, source_key))
-        return self._decode(found)[0] if found else None
+        # No ORDER BY: SQLite would rather walk the (session, settled_at) index in order than
+        # sort the one or two rows the key index finds. The newest is picked here.
+        found = self._query(_TOMB_FIND, (session_id, source_key))
+        return max(self._decode(found), key=lambda t: t.settled_at_ms, default=None)
 
     def drop(self, session_id: str | None, cutoff_ms: int | None) -> list[Any]:
         where, params = _settled_at_or_before(cutoff_ms)
