@@ -5,7 +5,7 @@ and tombstones. Backends load and save it; the engine changes it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .models import QueuedWorkBatch, Tombstone
 
@@ -240,3 +240,95 @@ class QueueState:
         """The tombstones this state holds in memory: all of them here; a backend that leaves
         them in its tables holds only those it loaded or that were added (see store/rows.py)."""
         return self.tombstones
+
+
+class TombstoneSource(Protocol):
+    """Where a LazyTombstoneState's tombstones are: a database's table (store/sqlite.py,
+    store/pg_tombstones.py) or the JSON store's tombstone lines (store/jsonlines.py)."""
+
+    def find(self, session_id: str, source_key: str) -> StoredTombstone | None:
+        """The newest tombstone of the session holding the key (an indexed lookup)."""
+
+    def drop(self, session_id: str | None, cutoff_ms: int | None) -> list[StoredTombstone]:
+        """Delete (and return) the tombstones of the session (None: all) settled at or before
+        the cutoff (None: all), by an indexed range; forget them in the snapshot."""
+
+    def load(self) -> list[StoredTombstone]:
+        """Every tombstone in the transaction's scope (registered in the snapshot)."""
+
+
+class LazyTombstoneState(QueueState):
+    """A state whose tombstones stay where they are stored until `tombstones` itself is read
+    (inspect, export, migrate, …). The engine's tombstone calls (find, add, drop) go to the
+    source by key or range instead, so claim, renew, abandon and complete never read one."""
+
+    def __init__(self, next_seq: int = 1, rows: TombstoneSource | None = None) -> None:
+        self._rows: TombstoneSource | None = None
+        self._loaded: dict[str, list[StoredTombstone]] | None = None
+        self._added: dict[str, list[StoredTombstone]] = {}
+        super().__init__(next_seq=next_seq)  # sets `tombstones` = {} (loaded: nothing to load yet)
+        if rows is not None:
+            self._rows, self._loaded = rows, None
+
+    @property  # type: ignore[override]
+    def tombstones(self) -> dict[str, list[StoredTombstone]]:
+        if self._loaded is None:
+            assert self._rows is not None
+            loaded: dict[str, list[StoredTombstone]] = {}
+            for tomb in self._rows.load():
+                loaded.setdefault(tomb.session_id, []).append(tomb)
+            for session_id, added in self._added.items():  # not in the tables until saved
+                loaded.setdefault(session_id, []).extend(added)
+            self._loaded, self._added = loaded, {}
+        return self._loaded
+
+    @tombstones.setter
+    def tombstones(self, value: dict[str, list[StoredTombstone]]) -> None:
+        if self._rows is not None and self._loaded is None:
+            self.tombstones  # load first, so that saving deletes the rows `value` leaves out
+        self._loaded = value
+
+    def find_tombstone(self, session_id: str, source_key: str, now_ms: int | None = None) -> StoredTombstone | None:
+        if self._loaded is not None:
+            return super().find_tombstone(session_id, source_key, now_ms)
+        assert self._rows is not None
+        found = next((t for t in reversed(self._added.get(session_id, [])) if t.source_key == source_key), None)
+        if found is None:
+            found = self._rows.find(session_id, source_key)
+        return found if found is not None and not self._outlived(found, now_ms) else None
+
+    def add_tombstone(self, tombstone: StoredTombstone) -> None:
+        if self._loaded is not None:
+            super().add_tombstone(tombstone)
+            return
+        self._added.setdefault(tombstone.session_id, []).append(tombstone)
+        self.changed = True
+
+    def drop_tombstones(self, session_id: str | None, cutoff_ms: int | None) -> list[StoredTombstone]:
+        if self._rows is None:
+            return super().drop_tombstones(session_id, cutoff_ms)
+        removed = self._rows.drop(session_id, cutoff_ms)
+        gone = {tomb.batch_id for tomb in removed}
+        held = self._loaded if self._loaded is not None else self._added
+        for sid in [session_id] if session_id is not None else list(held):
+            tombs = held.get(sid)
+            if not tombs:
+                continue
+            # Ones added in this transaction are not in the tables yet: drop them here.
+            removed.extend(t for t in tombs if t.expired_at(cutoff_ms) and t.batch_id not in gone)
+            kept = [t for t in tombs if not t.expired_at(cutoff_ms)]
+            if kept:
+                held[sid] = kept
+            else:
+                held.pop(sid, None)
+        if removed:
+            self.changed = True
+        return removed
+
+    def held_tombstones(self) -> dict[str, list[StoredTombstone]]:
+        return self._loaded if self._loaded is not None else self._added
+
+    @property
+    def tombstone_source(self) -> TombstoneSource | None:
+        """Where the tombstones not loaded are (None once `tombstones` has loaded them all)."""
+        return self._rows if self._loaded is None else None

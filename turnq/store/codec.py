@@ -154,7 +154,9 @@ def encode(state: QueueState) -> str:
 
     # A batch or tombstone read from the file and not changed since is written back as it was read.
     batch_lines = [batch_line(stored) or _line(_batch_record(stored)) for stored in state.all_batches()]
-    tomb_lines = [tombstone_line(tomb) or _line(_tombstone_record(tomb)) for tomb in state.all_tombstones()]
+    tomb_lines = _unread_tombstone_lines(state)
+    if tomb_lines is None:
+        tomb_lines = [tombstone_line(tomb) or _line(_tombstone_record(tomb)) for tomb in state.all_tombstones()]
     retention = state.tombstone_retention_ms
     settings = "" if retention is None else f'"settings": {{"tombstone_retention_ms": {retention}}},\n'
     return (
@@ -162,6 +164,18 @@ def encode(state: QueueState) -> str:
         f'{settings}"batches": [{_join(batch_lines)}],\n'
         f'"tombstones": [{_join(tomb_lines)}]}}\n'
     )
+
+
+def _unread_tombstone_lines(state: QueueState) -> list[str] | None:
+    """The JSON store's tombstone lines as read, plus those added, when nothing loaded them
+    (see jsonlines.py); None: encode them from the state."""
+    from .jsonlines import TombstoneLines
+
+    source = getattr(state, "tombstone_source", None)
+    if not isinstance(source, TombstoneLines):
+        return None
+    added = [tomb for tombs in state.held_tombstones().values() for tomb in tombs]
+    return source.lines_with(added, lambda tomb: _line(_tombstone_record(tomb)))
 
 
 def _join(lines: list[str]) -> str:

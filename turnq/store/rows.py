@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable
-from ..state import Lease, QueueState, StoredBatch, StoredTombstone
+from ..state import LazyTombstoneState, Lease, QueueState, StoredBatch, StoredTombstone, TombstoneSource
 from . import codec
 
 #: The version of the SQL schema (tables, columns, indexes), kept in turnq_meta. 2: the index
@@ -242,90 +242,9 @@ def load_tombstones(rows: list[Any], state: QueueState, snapshot: Snapshot | Non
 # ----------------------------------------------------------------- tombstones left in the tables
 
 
-class TombstoneRows(Protocol):
-    """What a database backend does for a RowState, in the open transaction."""
-
-    def find(self, session_id: str, source_key: str) -> StoredTombstone | None:
-        """The newest tombstone of the session holding the key (an indexed lookup)."""
-
-    def drop(self, session_id: str | None, cutoff_ms: int | None) -> list[StoredTombstone]:
-        """Delete (and return) the tombstones of the session (None: all) settled at or before
-        the cutoff (None: all), by an indexed range; forget them in the snapshot."""
-
-    def load(self) -> list[StoredTombstone]:
-        """Every tombstone in the transaction's scope (registered in the snapshot)."""
-
-
-class RowState(QueueState):
-    """The state of a database transaction or read: its tombstones stay in the tables until
-    `tombstones` itself is read. The engine's tombstone calls (find, add, drop) go to the
-    tables by key or range instead, so claim, renew, abandon and complete never read one."""
-
-    def __init__(self, next_seq: int = 1, rows: TombstoneRows | None = None) -> None:
-        self._rows: TombstoneRows | None = None
-        self._loaded: dict[str, list[StoredTombstone]] | None = None
-        self._added: dict[str, list[StoredTombstone]] = {}
-        super().__init__(next_seq=next_seq)  # sets `tombstones` = {} (loaded: nothing to load yet)
-        if rows is not None:
-            self._rows, self._loaded = rows, None
-
-    @property  # type: ignore[override]
-    def tombstones(self) -> dict[str, list[StoredTombstone]]:
-        if self._loaded is None:
-            assert self._rows is not None
-            loaded: dict[str, list[StoredTombstone]] = {}
-            for tomb in self._rows.load():
-                loaded.setdefault(tomb.session_id, []).append(tomb)
-            for session_id, added in self._added.items():  # not in the tables until saved
-                loaded.setdefault(session_id, []).extend(added)
-            self._loaded, self._added = loaded, {}
-        return self._loaded
-
-    @tombstones.setter
-    def tombstones(self, value: dict[str, list[StoredTombstone]]) -> None:
-        if self._rows is not None and self._loaded is None:
-            self.tombstones  # load first, so that saving deletes the rows `value` leaves out
-        self._loaded = value
-
-    def find_tombstone(self, session_id: str, source_key: str, now_ms: int | None = None) -> StoredTombstone | None:
-        if self._loaded is not None:
-            return super().find_tombstone(session_id, source_key, now_ms)
-        assert self._rows is not None
-        found = next((t for t in reversed(self._added.get(session_id, [])) if t.source_key == source_key), None)
-        if found is None:
-            found = self._rows.find(session_id, source_key)
-        return found if found is not None and not self._outlived(found, now_ms) else None
-
-    def add_tombstone(self, tombstone: StoredTombstone) -> None:
-        if self._loaded is not None:
-            super().add_tombstone(tombstone)
-            return
-        self._added.setdefault(tombstone.session_id, []).append(tombstone)
-        self.changed = True
-
-    def drop_tombstones(self, session_id: str | None, cutoff_ms: int | None) -> list[StoredTombstone]:
-        if self._rows is None:
-            return super().drop_tombstones(session_id, cutoff_ms)
-        removed = self._rows.drop(session_id, cutoff_ms)
-        gone = {tomb.batch_id for tomb in removed}
-        held = self._loaded if self._loaded is not None else self._added
-        for sid in [session_id] if session_id is not None else list(held):
-            tombs = held.get(sid)
-            if not tombs:
-                continue
-            # Ones added in this transaction are not in the tables yet: drop them here.
-            removed.extend(t for t in tombs if t.expired_at(cutoff_ms) and t.batch_id not in gone)
-            kept = [t for t in tombs if not t.expired_at(cutoff_ms)]
-            if kept:
-                held[sid] = kept
-            else:
-                held.pop(sid, None)
-        if removed:
-            self.changed = True
-        return removed
-
-    def held_tombstones(self) -> dict[str, list[StoredTombstone]]:
-        return self._loaded if self._loaded is not None else self._added
+#: The tombstones of a database transaction stay in their table (see state.LazyTombstoneState).
+RowState = LazyTombstoneState
+TombstoneRows = TombstoneSource
 
 
 def log_entry(row_id: int, text: str) -> dict[str, Any]:
