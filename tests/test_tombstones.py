@@ -304,3 +304,44 @@ def test_a_version_1_sqlite_store_is_upgraded_by_its_next_write(tmp_path, clock)
         assert conn.execute("SELECT value FROM turnq_meta WHERE key = 'schema_version'").fetchone() == (2,)
         names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")]
     assert "turnq_tombstones_key" in names
+
+
+# ----------------------------------------------------------------- turnq config
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from turnq.cli import app
+
+    result = CliRunner().invoke(app, [*args, "--now", str(NOW)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_config_command_sets_gets_and_lists_the_retention(store_path):
+    assert _cli("config", "--json")[:2] == (0, '{"tombstone_retention_ms":null}\n')
+    assert _cli("config", "set", "tombstone-retention", "7d", "--json")[:2] == (
+        0, '{"tombstone_retention_ms":604800000}\n')
+    assert _cli("config", "get", "tombstone-retention", "--json")[1] == '{"tombstone_retention_ms":604800000}\n'
+    code, out, _ = _cli("config")
+    assert code == 0 and "tombstone-retention" in out and "7d" in out
+    _cli("enqueue", "s", "--text", "x")
+    code, out, _ = _cli("inspect", "s", "--json")
+    assert code == 0 and json.loads(out)["tombstone_retention_ms"] == 604800000
+    code, out, _ = _cli("inspect")
+    assert code == 0 and "Tombstone retention: 7d" in out
+    assert _cli("config", "set", "tombstone-retention", "off", "--json")[1] == '{"tombstone_retention_ms":null}\n'
+    assert '"settings"' not in store_path.read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("config", "set", "nope", "1d"), "unknown setting 'nope'"),
+    (("config", "set", "tombstone-retention", "soon"), "invalid duration"),
+    (("config", "set", "tombstone-retention"), "give a duration"),
+    (("config", "frobnicate", "tombstone-retention"), "unknown action"),
+    (("config", "get"), "name a setting"),
+])
+def test_config_refuses_bad_input_with_exit_2(args, message, store_path):
+    code, out, err = _cli(*args)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+    assert not store_path.exists()

@@ -171,9 +171,10 @@ class QueueState:
         return removed
 
     # ----------------------------------------------------------------- tombstones
-    # What the engine asks of tombstones. A backend that keeps them in tables overrides these
-    # (store/rows.py: looked up by key, dropped by range, loaded whole only when `tombstones`
-    # itself is read), so that no operation but inspect/vacuum/export pays for all of them.
+    # What the engine asks of tombstones. LazyTombstoneState (below) overrides these for the
+    # backends that leave tombstones where they are stored (looked up by key, dropped by range,
+    # loaded whole only when `tombstones` itself is read), so that no operation but
+    # inspect/vacuum/export pays for all of them.
 
     def retention_cutoff(self, now_ms: int | None) -> int | None:
         """Tombstones settled at or before this have outlived the retention (None: none has)."""
@@ -237,8 +238,8 @@ class QueueState:
         return removed
 
     def held_tombstones(self) -> dict[str, list[StoredTombstone]]:
-        """The tombstones this state holds in memory: all of them here; a backend that leaves
-        them in its tables holds only those it loaded or that were added (see store/rows.py)."""
+        """The tombstones this state holds in memory: all of them here; a LazyTombstoneState
+        holds only those it loaded or that were added."""
         return self.tombstones
 
 
