@@ -64,10 +64,11 @@ def test_reading_creates_nothing(url):
 
 def test_first_write_creates_a_versioned_schema(url):
     Queue(url, now=NOW).enqueue_text("s", "x")
-    assert dict(sql(url, "SELECT key, value FROM turnq_meta")) == {"schema_version": 2, "enqueue_seq_offset": 0}
+    assert dict(sql(url, "SELECT key, value FROM turnq_meta")) == {"schema_version": 3, "enqueue_seq_offset": 0}
     # The counters live in sequences (no row every writer locks): both have given out 1.
     assert sql(url, "SELECT last_value, is_called FROM turnq_enqueue_seq") == [(1, True)]
     assert sql(url, "SELECT last_value, is_called FROM turnq_log_ids") == [(1, True)]
+    assert _has_key_index(url)  # version 3: the tombstone lookup by (session, source key)
     plan = " ".join(r[0] for r in sql(url, "EXPLAIN SELECT * FROM turnq_batches WHERE session_id = 's' "
                                            "ORDER BY enqueue_seq"))
     assert "turnq_batches" in plan
@@ -164,10 +165,10 @@ def test_enqueuers_of_different_sessions_never_wait_for_each_other(url):
 
 def test_a_newer_schema_is_refused_exit_7(url):
     Queue(url, now=NOW).enqueue_text("s", "x")
-    sql(url, "UPDATE turnq_meta SET value = 3 WHERE key = 'schema_version'")
+    sql(url, "UPDATE turnq_meta SET value = 4 WHERE key = 'schema_version'")
     for args in (("inspect", "s"), ("enqueue", "s", "--text", "y")):
         code, out, err = cli(*args, store=url)
-        assert code == 7 and out == "" and "newer turnq (schema version 3" in err and err.count("\n") == 1
+        assert code == 7 and out == "" and "newer turnq (schema version 4" in err and err.count("\n") == 1
     assert sql(url, "SELECT count(*) FROM turnq_batches") == [(1,)]
 
 
@@ -243,8 +244,20 @@ def test_setting_the_counter_in_a_session_transaction(url):
     assert store.read().next_seq == 11
 
 
+def _has_key_index(url):
+    return sql(url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'turnq_tombstones_key' "
+                    "AND schemaname = current_schema()") == [(1,)]
+
+
+def _make_version_2(url):
+    """Turn a fresh version 3 store back into the layout version 2 had (no key index)."""
+    sql(url, "DROP INDEX turnq_tombstones_key")
+    sql(url, "UPDATE turnq_meta SET value = 2 WHERE key = 'schema_version'")
+
+
 def _make_version_1(url, next_seq, next_log_id):
-    """Turn a fresh version 2 store back into the layout version 1 had."""
+    """Turn a fresh version 3 store back into the layout version 1 had."""
+    _make_version_2(url)
     sql(url, "DROP FUNCTION turnq_append_log(text[], bigint)")
     sql(url, "DROP SEQUENCE turnq_enqueue_seq")
     sql(url, "DROP SEQUENCE turnq_log_ids")
@@ -260,10 +273,22 @@ def test_a_version_1_store_is_read_then_upgraded_by_its_first_write(url):
     _make_version_1(url, big, 7)
     assert open_store(url).read().next_seq == big  # reads do not upgrade (they never write)
     assert Queue(url, now=NOW).enqueue_text("s", "y").batch.enqueue_seq == big
-    assert dict(sql(url, "SELECT key, value FROM turnq_meta")) == {"schema_version": 2, "enqueue_seq_offset": big - 1}
+    assert dict(sql(url, "SELECT key, value FROM turnq_meta")) == {"schema_version": 3, "enqueue_seq_offset": big - 1}
+    assert _has_key_index(url)
     assert Queue(url, now=NOW).enqueue_text("t", "z").batch.enqueue_seq == big + 1
     assert [e["id"] for e in open_store(url).read_log()] == [1, 7, 8]
     assert open_store(url).raw_document()["next_enqueue_seq"] == big + 2
+
+
+def test_a_version_2_store_is_read_then_upgraded_by_its_first_write(url):
+    q = Queue(url, now=NOW)
+    q.complete(q.claim(q.enqueue_text("s", "x", source_key="k").batch.session_id))
+    _make_version_2(url)
+    assert [t.source_key for t in open_store(url).read("s").tombstones["s"]] == ["k"]
+    assert not _has_key_index(url)  # reads do not upgrade (they never write)
+    assert Queue(url, now=NOW).enqueue_text("s", "x", source_key="k").outcome == "replayed_tombstone"
+    assert _has_key_index(url) and sql(url, "SELECT value FROM turnq_meta WHERE key = 'schema_version'") == [(3,)]
+    assert Queue(url, now=NOW).enqueue_text("s", "y").batch.enqueue_seq == 2  # the sequences are kept
 
 
 def test_counters_near_the_u64_limit_round_trip(url, tmp_path):

@@ -232,3 +232,49 @@ def test_ten_processes_with_log_follow_lose_and_repeat_nothing(url, tmp_path):
     assert len(claimed) == len(set(claimed)), "a batch was claimed twice"
     leftover = [b.batch_id for s in {s for s, _ in jobs} for b in Queue(url).list(s)]
     assert sorted(claimed + leftover) == sorted(enqueued), "a batch was lost"
+
+
+def test_tombstone_lookups_add_no_round_trip_and_a_replay_takes_no_value(url):
+    """Tombstones are not loaded (issue 16): an enqueue with a new source key sends its lookup by
+    key in the pipeline that takes the enqueue_seq, so it stays at 3; replaying settled work is 3
+    (the lookup, then the audit entry) and takes no value from the sequence."""
+    trips = RoundTrips(url)
+    q = Queue(trips.url, now=NOW)
+    for n in range(20):  # settled work in the session: not read by anything below but the lookups
+        q.complete(q.claim(q.enqueue_text("s", f"m{n}", source_key=f"old{n}").batch.session_id))
+    trips.take()
+    counts: dict[str, list[int]] = {"enqueue": [], "claim": [], "complete": [], "replay settled": []}
+    for n in range(3):
+        q.enqueue_text("s", f"m{n}", source_key=f"k{n}")
+        counts["enqueue"].append(trips.take())
+        claim = q.claim("s", max_batches=1)
+        counts["claim"].append(trips.take())
+        q.complete(claim)
+        counts["complete"].append(trips.take())
+        replay = q.enqueue_text("s", f"m{n}", source_key=f"old{n}")
+        counts["replay settled"].append(trips.take())
+        assert replay.outcome == "replayed_tombstone"
+    assert counts == {"enqueue": [3, 3, 3], "claim": [2, 2, 2], "complete": [2, 2, 2],
+                      "replay settled": [3, 3, 3]}
+    # Only the enqueues took values: 20 + 3, no gap left by the 3 replays.
+    assert open_store(url).read().next_seq == 24
+
+
+def test_with_a_retention_set_the_range_delete_costs_one_round_trip(url):
+    """The retention's DELETE of outlived tombstones (it returns them, for the audit entry) is one
+    round trip more on the writes that apply it (an enqueue of a new batch, a complete); a claim
+    and a replay are unchanged. The retention itself is read in the first statement."""
+    trips = RoundTrips(url)
+    q = Queue(trips.url, now=NOW)
+    q.enqueue_text("warm", "up")
+    q.set_setting("tombstone_retention_ms", 60_000)
+    trips.take()
+    q.enqueue_text("s", "x", source_key="k")
+    enqueue = trips.take()
+    claim = q.claim("s")
+    claim_trips = trips.take()
+    q.complete(claim)
+    complete = trips.take()
+    assert q.enqueue_text("s", "x", source_key="k").outcome == "replayed_tombstone"
+    replay = trips.take()
+    assert (enqueue, claim_trips, complete, replay) == (4, 2, 3, 3)

@@ -1,6 +1,8 @@
-"""The PostgreSQL backend's SQL schema (version 2) and the upgrade of a version 1 store.
+"""The PostgreSQL backend's SQL schema (version 3) and the upgrade of a version 1 or 2 store.
 
-Version 2 takes the store-wide counters out of every write's path (version 1 kept them in
+Version 3 = version 2 plus the index on turnq_tombstones (session_id, source_key) by which an
+enqueue with a source key looks its tombstone up (`pg_tombstones.KEY_INDEX`; tombstones are no
+longer loaded by every write). Version 2 takes the store-wide counters out of every write's path (version 1 kept them in
 `turnq_meta` rows that every writer updated, so all sessions' writers ran one after another):
 
 - enqueue sequence: `turnq_enqueue_seq` (a PostgreSQL sequence, bigint) plus the offset in the
@@ -19,9 +21,11 @@ Version 2 takes the store-wide counters out of every write's path (version 1 kep
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+from . import pg_tombstones
 
-TABLES = """
+SCHEMA_VERSION = 3
+
+TABLES = f"""
 CREATE TABLE IF NOT EXISTS turnq_meta (key text PRIMARY KEY, value numeric(20) NOT NULL);
 CREATE TABLE IF NOT EXISTS turnq_batches (
     batch_id text PRIMARY KEY,
@@ -42,8 +46,9 @@ CREATE TABLE IF NOT EXISTS turnq_tombstones (
     batch text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS turnq_tombstones_session ON turnq_tombstones (session_id, settled_at_ms, enqueue_seq);
+{pg_tombstones.KEY_INDEX};
 CREATE TABLE IF NOT EXISTS turnq_log (id bigint PRIMARY KEY, entry text NOT NULL);
-INSERT INTO turnq_meta (key, value) VALUES ('schema_version', 2), ('enqueue_seq_offset', 0)
+INSERT INTO turnq_meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION}), ('enqueue_seq_offset', 0)
     ON CONFLICT (key) DO NOTHING
 """
 
@@ -85,6 +90,12 @@ _PEEK_RAW = "(SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
 TAKE_SEQ = (f"SELECT CASE WHEN value + {_PEEK_RAW} > {U64_MAX} THEN value + {_PEEK_RAW} "
             "ELSE value + nextval('turnq_enqueue_seq') END FROM turnq_meta WHERE key = 'enqueue_seq_offset'")
 
+#: TAKE_SEQ only if no tombstone of session %s holds source key %s (no row returned then): sent in
+#: one pipeline with that tombstone lookup (postgres._KeyLookup), so an enqueue that replays a
+#: tombstone takes no value and one that does not gets its value without a round trip of its own.
+TAKE_SEQ_UNLESS_HELD = (f"{TAKE_SEQ} AND NOT EXISTS "
+                        "(SELECT 1 FROM turnq_tombstones WHERE session_id = %s AND source_key = %s)")
+
 #: The next enqueue_seq, not taken (for reads and store-wide transactions).
 PEEK_SEQ = f"SELECT value + {_PEEK_RAW} FROM turnq_meta WHERE key = 'enqueue_seq_offset'"
 
@@ -108,9 +119,19 @@ def statements(script: str) -> list[str]:
     return [s for s in out if s.strip()]
 
 
+def upgrade(conn: object, version: int, location: str) -> None:
+    """A version 1 or 2 store becomes version 3 (caller: in a transaction holding the store lock
+    exclusively, so no older writer is half-way)."""
+    if version == 1:
+        upgrade_from_1(conn, location)
+    conn.execute(pg_tombstones.KEY_INDEX)  # type: ignore[attr-defined]
+    conn.execute("UPDATE turnq_meta SET value = %s WHERE key = 'schema_version'",  # type: ignore[attr-defined]
+                 (SCHEMA_VERSION,))
+
+
 def upgrade_from_1(conn: object, location: str) -> None:
-    """A version 1 store becomes version 2 (caller: in a transaction holding the store lock
-    exclusively, so no version 1 writer is half-way): sequences created from the meta rows."""
+    """Version 1's counters become version 2's sequences (caller: `upgrade`): sequences created
+    from the meta rows."""
     from ..errors import StoreUnreadable
 
     execute = conn.execute  # type: ignore[attr-defined]
@@ -128,4 +149,3 @@ def upgrade_from_1(conn: object, location: str) -> None:
     execute("SELECT setval('turnq_log_ids', %s, false)", (next_log_id,))
     execute("INSERT INTO turnq_meta (key, value) VALUES ('enqueue_seq_offset', %s - 1)", (meta["next_enqueue_seq"],))
     execute("DELETE FROM turnq_meta WHERE key IN ('next_enqueue_seq', 'next_log_id')")
-    execute("UPDATE turnq_meta SET value = %s WHERE key = 'schema_version'", (SCHEMA_VERSION,))

@@ -8,17 +8,23 @@ other. A write transaction (READ COMMITTED) takes at most three round trips:
    session (a 64-bit hash of schema and session id): writers of one session queue up, writers
    of different sessions run side by side; an operation on every session (vacuum of all, an
    enqueue into several sessions, doctor --fix, migrate) takes the store lock exclusively;
-   the session's batch rows `SELECT … FOR UPDATE` and its tombstones;
+   the tombstone retention setting (in that first statement); the session's batch rows
+   `SELECT … FOR UPDATE`. Its tombstones stay in their table (`pg_tombstones.py`): only an
+   enqueue with a source key looks one up, by (session, key);
 2. the engine runs on them, with the client's clock (`--now` works as on any store); when it
    enqueues a new batch it asks for the next enqueue_seq: one statement takes it from a
-   sequence (`pg_schema.py`: no row is locked, so enqueuers of different sessions never queue);
+   sequence (`pg_schema.py`: no row is locked, so enqueuers of different sessions never queue).
+   An enqueue with a source key sends its tombstone lookup in the same pipeline as that
+   statement, which then takes a value only if no tombstone holds the key (a replay needs
+   none); a store with a tombstone retention adds one range DELETE on the writes it applies to;
 3. one pipeline: the changed rows written, the audit entries appended (`turnq_append_log`, ids
    from a sequence), COMMIT.
 
 So two claimers can never take the same batch, and a join run is taken whole or not at
 all: the session lock makes the load-plan-write of a claim one step. Tables: see `rows.py`
 and `pg_schema.py`; created on first write under an advisory lock, versioned in `turnq_meta`
-(a version 1 store is upgraded on its first write by this turnq; a newer one is refused).
+(a version 1 or 2 store is upgraded to version 3 on its first write by this turnq; a newer one is
+refused).
 
 URL option `schema=NAME` (removed before connecting): keep the tables in that schema,
 created if missing, e.g. `postgresql://u@h/db?schema=turnq_ci`. Other query options go to
@@ -31,7 +37,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -44,7 +50,7 @@ from ..errors import (
     TurnqError,
 )
 from ..state import QueueState
-from . import pg_schema, rows
+from . import pg_schema, pg_tombstones, rows
 from .base import DEFAULT_LOG_MAX_ENTRIES, Store
 
 try:
@@ -84,23 +90,32 @@ def _tomb_values(row: Any) -> tuple[Any, ...]:
     return (batch_id, outcome, _u64(settled), batch)
 
 
-class _SessionState(QueueState):
+class _SessionState(rows.RowState):
     """A session's state whose next enqueue_seq is taken from the store's sequence only when the
     engine asks for it (an enqueue), one fresh value per batch it enqueues: claims never touch it.
+    Its tombstones stay in their table (rows.RowState; `_KeyLookup` is their source).
 
     The engine reads `next_seq`, makes the batch with that value, then sets `next_seq` to it + 1:
     that set marks the value as used, and the next read takes a new one. Any other value set
     (a caller putting the counter somewhere, as a fixture might) is `wanted` and is written at
     the end under the store lock, held exclusively for it."""
 
-    def __init__(self, take_seq: Any) -> None:
+    def __init__(self, take_seq: Any, tombstones: rows.TombstoneRows) -> None:
         self._take_seq: Any = None
         self._taken: int | None = None
         self.wanted: int | None = None
         self.failure: TurnqError | None = None
-        super().__init__()  # sets next_seq = 1 through the setter below: undone next
+        super().__init__(1, tombstones)  # sets next_seq = 1 through the setter below: undone next
         self.wanted = None
         self._take_seq = take_seq
+
+    def takes_next(self) -> bool:
+        """Would reading `next_seq` now take a value from the sequence?"""
+        return self.wanted is None and self._taken is None
+
+    def hand_seq(self, value: int) -> None:
+        """A value taken ahead (see `_KeyLookup`): the next read of `next_seq` gives it."""
+        self._taken = value
 
     @property  # type: ignore[override]
     def next_seq(self) -> int:
@@ -116,6 +131,49 @@ class _SessionState(QueueState):
             self._taken = None  # used: the next enqueue takes a new value
         else:
             self.wanted = value
+
+
+class _KeyLookup(pg_tombstones.PgTombstones):
+    """A write transaction's tombstones (pg_tombstones.py), its database errors turned into the
+    TurnqError the transaction then ends in (`fail`). In a session transaction, `find` (only an
+    enqueue with a source key calls it) goes out in one pipeline with taking the next
+    enqueue_seq, taken only if no tombstone holds the key: an enqueue whose lookup finds nothing
+    asks for a value next anyway, so this saves it a round trip, and a replay takes none. (A
+    tombstone past the retention is found but is no replay: that enqueue then takes its value
+    by itself, one round trip more.)"""
+
+    def __init__(self, conn: Any, session_id: str | None, snapshot: rows.Snapshot, location: str,
+                 fail: Callable[[Exception], TurnqError]) -> None:
+        super().__init__(conn, session_id, snapshot, location)
+        self.fail = fail
+        self.state: _SessionState | None = None  # a session transaction's, once it is made
+
+    def find(self, session_id: str, source_key: str) -> Any:
+        try:
+            state = self.state
+            if state is None or not state.takes_next():
+                return super().find(session_id, source_key)
+            with self.conn.pipeline():
+                found = self.conn.execute(pg_tombstones.FIND, (session_id, source_key))
+                taken = self.conn.execute(pg_schema.TAKE_SEQ_UNLESS_HELD, (session_id, source_key))
+            row = taken.fetchone()
+            if row is not None:
+                state.hand_seq(int(row[0]))
+            return pg_tombstones.newest(found.fetchall(), self.location)
+        except psycopg.Error as err:
+            raise self.fail(err) from None
+
+    def drop(self, session_id: str | None, cutoff_ms: int | None) -> list[Any]:
+        try:
+            return super().drop(session_id, cutoff_ms)
+        except psycopg.Error as err:
+            raise self.fail(err) from None
+
+    def load(self) -> list[Any]:
+        try:
+            return super().load()
+        except psycopg.Error as err:
+            raise self.fail(err) from None
 
 
 class PostgresStore(Store):
@@ -186,8 +244,8 @@ class PostgresStore(Store):
         return conn.execute("SELECT to_regclass('turnq_meta') IS NOT NULL").fetchone()[0]
 
     def _ensure_schema(self, conn: Any) -> None:
-        """Create the tables on first use, or upgrade a version 1 store, under an advisory lock
-        (concurrent first uses are safe)."""
+        """Create the tables on first use, or upgrade a version 1 or 2 store, under an advisory
+        lock (concurrent first uses are safe)."""
         if self._schema_ready:
             return
         with conn.transaction():
@@ -200,11 +258,12 @@ class PostgresStore(Store):
             if not self._tables_exist(conn):
                 for statement in pg_schema.statements(pg_schema.TABLES + ";\n" + pg_schema.OBJECTS):
                     conn.execute(statement)
-            if self._check_version(conn) == 1:
-                # No version 1 writer may be half-way: take the store lock exclusively.
+            if self._check_version(conn) < pg_schema.SCHEMA_VERSION:
+                # No older writer may be half-way: take the store lock exclusively.
                 conn.execute(f"SELECT pg_advisory_xact_lock({_STORE_KEY})")
-                if self._check_version(conn) == 1:
-                    pg_schema.upgrade_from_1(conn, self.location)
+                version = self._check_version(conn)
+                if version < pg_schema.SCHEMA_VERSION:
+                    pg_schema.upgrade(conn, version, self.location)
         self._schema_ready = True
 
     def _check_version(self, conn: Any) -> int:
@@ -230,23 +289,14 @@ class PostgresStore(Store):
             return f"{_BATCH_SELECT} ORDER BY enqueue_seq{suffix}", ()
         return f"{_BATCH_SELECT} WHERE session_id = %s ORDER BY enqueue_seq{suffix}", (session_id,)
 
-    def _tomb_query(self, session_id: str | None) -> tuple[str, tuple[Any, ...]]:
-        """The tombstones a transaction of `session_id` loads (None: all)."""
-        if session_id is None:
-            return f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq", ()
-        return f"{_TOMB_SELECT} WHERE session_id = %s ORDER BY settled_at_ms, enqueue_seq", (session_id,)
-
-    def _fill(self, state: QueueState, snapshot: rows.Snapshot | None, batch_rows: list[Any],
-              tomb_rows: list[Any]) -> QueueState:
+    def _fill(self, state: QueueState, snapshot: rows.Snapshot | None, batch_rows: list[Any]) -> QueueState:
+        """The scope's batch rows; tombstones stay in their table (rows.RowState)."""
         rows.load_batches([_batch_values(r) for r in batch_rows], state, snapshot, self.location, self._cache)
-        rows.load_tombstones([_tomb_values(r) for r in tomb_rows], state, snapshot, self.location)
         return state
 
     def _load(self, conn: Any, session_id: str | None, state: QueueState, snapshot: rows.Snapshot | None,
               *, lock: bool) -> QueueState:
-        batch_rows = conn.execute(*self._batch_query(session_id, lock=lock)).fetchall()
-        tomb_rows = conn.execute(*self._tomb_query(session_id)).fetchall()
-        return self._fill(state, snapshot, batch_rows, tomb_rows)
+        return self._fill(state, snapshot, conn.execute(*self._batch_query(session_id, lock=lock)).fetchall())
 
     # ----------------------------------------------------------------- reading
 
@@ -269,8 +319,28 @@ class PostgresStore(Store):
         with self._reading() as conn:
             if conn is None:
                 return QueueState()
-            state = QueueState(next_seq=self._next_seq(conn, self._check_version(conn)))
+            # Tombstones are read later, in a snapshot of their own, if asked for.
+            tombstones = pg_tombstones.PgTombstones(None, session_id, None, self.location, self._reading)
+            state = rows.RowState(self._next_seq(conn, self._check_version(conn)), tombstones)
+            state.tombstone_retention_ms = pg_tombstones.read_retention(conn)
             return self._load(conn, session_id, state, None, lock=False)
+
+    def read_settings(self) -> dict[str, int | None]:
+        with self._reading() as conn:
+            if conn is None:
+                return {rows.RETENTION_KEY: None}
+            self._check_version(conn)
+            return {rows.RETENTION_KEY: pg_tombstones.read_retention(conn)}
+
+    def write_setting(self, name: str, value: int | None) -> None:
+        with self._lock:
+            conn = self._connection(writing=True)
+            try:
+                self._ensure_schema(conn)
+                with conn.transaction():
+                    pg_tombstones.write_retention(conn, value)
+            except psycopg.Error as err:
+                raise self._error(err, writing=True) from None
 
     def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
         """Entries with id > `after_id`, never one that a later call could find below an id this
@@ -365,39 +435,51 @@ class PostgresStore(Store):
 
     def _begin(self, conn: Any, session_id: str | None) -> tuple[QueueState, rows.Snapshot]:
         """One round trip (a pipeline): BEGIN, the lock timeout (LOCAL: this transaction's), the
-        advisory locks, the rows."""
+        advisory locks and the tombstone retention (one statement), the batch rows. Tombstones
+        are not loaded (`_KeyLookup`)."""
         timeout = f"{int(self.lock_timeout_ms)}ms"
+        # The retention rides on the locks' statement (no round trip of its own). It is read as
+        # of that statement's start: a change made meanwhile applies from the next operation.
+        retention = pg_tombstones.RETENTION_EXPR
         with conn.pipeline():
             conn.execute("BEGIN")
             if session_id is None:
-                conn.execute(f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock({_STORE_KEY})",
-                             (timeout,))
+                first = conn.execute(f"SELECT set_config('lock_timeout', %s, true), "
+                                     f"pg_advisory_xact_lock({_STORE_KEY}), {retention}", (timeout,))
                 seq_cursor = conn.execute(pg_schema.PEEK_SEQ)
             else:
-                conn.execute(f"SELECT set_config('lock_timeout', %s, true), "
-                             f"pg_advisory_xact_lock_shared({_STORE_KEY}), pg_advisory_xact_lock({_SESSION_KEY})",
-                             (timeout, session_id))
+                first = conn.execute(f"SELECT set_config('lock_timeout', %s, true), "
+                                     f"pg_advisory_xact_lock_shared({_STORE_KEY}), "
+                                     f"pg_advisory_xact_lock({_SESSION_KEY}), {retention}", (timeout, session_id))
             batch_cursor = conn.execute(*self._batch_query(session_id, lock=True))
-            tomb_cursor = conn.execute(*self._tomb_query(session_id))
+        retention_ms = first.fetchone()[-1]
+        state: QueueState
         if session_id is None:
             seq = int(seq_cursor.fetchone()[0])
-            state: QueueState = QueueState(next_seq=seq)
+            snapshot = rows.Snapshot(seq)
+            state = rows.RowState(seq, _KeyLookup(conn, None, snapshot, self.location,
+                                                  lambda err: self._failed(state, err)))
         else:
-            state = _SessionState(lambda: self._take_seq(conn, state))
-            seq = 0  # not known until asked for
-        snapshot = rows.Snapshot(seq)
-        self._fill(state, snapshot, batch_cursor.fetchall(), tomb_cursor.fetchall())
+            snapshot = rows.Snapshot(0)  # the counter is not known until asked for
+            tombstones = _KeyLookup(conn, session_id, snapshot, self.location, lambda err: self._failed(state, err))
+            state = tombstones.state = _SessionState(lambda: self._take_seq(conn, state), tombstones)
+        state.tombstone_retention_ms = None if retention_ms is None else int(retention_ms)
+        self._fill(state, snapshot, batch_cursor.fetchall())
         return state, snapshot
 
-    def _take_seq(self, conn: Any, state: _SessionState) -> int:
+    def _take_seq(self, conn: Any, state: QueueState) -> int:
         """The next enqueue_seq, taken from the sequence (asked for by the engine, mid-operation)."""
         try:
             return int(conn.execute(pg_schema.TAKE_SEQ).fetchone()[0])
         except psycopg.Error as err:
-            # The database transaction is aborted now: even if the caller goes on (the API logs a
-            # refusal and leaves the block normally), the transaction must end in this error.
-            state.failure = self._error(err, writing=True)
-            raise state.failure from None
+            raise self._failed(state, err) from None
+
+    def _failed(self, state: QueueState, err: Exception) -> TurnqError:
+        """A statement sent mid-operation failed: the database transaction is aborted now. Even if
+        the caller goes on (the API logs a refusal and leaves the block normally), the transaction
+        must end in this error (`_finish` raises it)."""
+        state.failure = self._error(err, writing=True)  # type: ignore[attr-defined]
+        return state.failure  # type: ignore[attr-defined]
 
     def _finish(self, conn: Any, state: QueueState, snapshot: rows.Snapshot) -> None:
         """One round trip (a pipeline): the changed rows, the audit entries, COMMIT."""
