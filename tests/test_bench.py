@@ -24,8 +24,12 @@ def test_quick_benchmark_prints_every_figure():
     for label in ("python -c pass", "minimal Typer app", "turnq enqueue --json", "turnq claim --json",
                   "turnq complete --json", "x python", "x Typer app",
                   "load+dump", "x bare", "peak mem",
-                  "cycles/s", "plain sqlite3 put -> get -> ack", "turnq / sqlite3"):
+                  "cycles/s", "plain sqlite3 put -> get -> ack", "turnq / sqlite3",
+                  "tombstones: one cycle", "500 tombstones", "x floor"):
         assert label in out, f"missing {label!r} in:\n{out}"
+    table = out.split("tombstones: one cycle", 1)[1]
+    kinds = [line.split()[0] for line in table.splitlines()[3:] if line.strip()]
+    assert kinds[:2] == ["json", "sqlite"]  # every backend in one table (postgresql: a row, or why it is skipped)
     rows = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("100", "1000")]
     assert [row[0] for row in rows] == ["100", "1000"]  # one row per store size
 
@@ -46,3 +50,15 @@ def test_json_output_has_the_figures():
 def test_unknown_part_is_a_usage_error():
     done = _bench("--only", "nope")
     assert done.returncode == 2 and "nope" in done.stderr
+
+
+def test_tombstone_figures_in_json():
+    done = _bench("--json", "--only", "tombstones", "--tombstones", "50")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)["tombstones"]
+    assert figures["tombstones"] == 50
+    for kind in ("json", "sqlite"):
+        row = figures[kind]
+        assert row["empty_ms"] > 0 and row["full_ms"] > 0 and row["ratio"] > 0
+    assert figures["json"]["floor_ms"] > figures["json"]["empty_ms"]  # 3 bare load+dump + the empty cycle
+    assert figures["sqlite"]["goal"] == 1.3 and figures["json"]["goal"] == 2.0

@@ -1,7 +1,8 @@
 """The PostgreSQL backend's own promises (the shared ones are in test_store_conformance.py and
 test_backends_cli.py): schema created once under an advisory lock and versioned; a session's
-lock serialises its writers while other sessions go on; the enqueue counter is locked only by
-an enqueue; lock timeouts are StoreBusy; connection failures are one line, exit 7 or 9.
+lock serialises its writers while other sessions go on (enqueuers too: counters are sequences);
+a version 1 store is upgraded by a write; u64 counters above 2^63 work; lock timeouts are
+StoreBusy; connection failures are one line, exit 7 or 9.
 
 Each test has a schema of its own (tests/backends.py), dropped afterwards. Without a server the
 tests skip, saying why — and fail when CI=true.
@@ -63,8 +64,11 @@ def test_reading_creates_nothing(url):
 
 def test_first_write_creates_a_versioned_schema(url):
     Queue(url, now=NOW).enqueue_text("s", "x")
-    assert dict(sql(url, "SELECT key, value FROM turnq_meta")) == {
-        "schema_version": 1, "next_enqueue_seq": 2, "next_log_id": 2}
+    assert dict(sql(url, "SELECT key, value FROM turnq_meta")) == {"schema_version": 3, "enqueue_seq_offset": 0}
+    # The counters live in sequences (no row every writer locks): both have given out 1.
+    assert sql(url, "SELECT last_value, is_called FROM turnq_enqueue_seq") == [(1, True)]
+    assert sql(url, "SELECT last_value, is_called FROM turnq_log_ids") == [(1, True)]
+    assert _has_key_index(url)  # version 3: the tombstone lookup by (session, source key)
     plan = " ".join(r[0] for r in sql(url, "EXPLAIN SELECT * FROM turnq_batches WHERE session_id = 's' "
                                            "ORDER BY enqueue_seq"))
     assert "turnq_batches" in plan
@@ -126,10 +130,9 @@ def test_a_session_lock_serialises_one_session_and_lets_others_go_on(url):
     assert Queue(url, now=NOW).claim("s") is not None
 
 
-def test_an_enqueue_holds_the_counter_until_it_commits(url):
+def test_enqueuers_of_different_sessions_never_wait_for_each_other(url):
     q = Queue(url, now=NOW)
     q.enqueue_text("a", "first")
-    q.enqueue_text("c", "claimable")
     holder = open_store(url)
     entered, release = threading.Event(), threading.Event()
 
@@ -139,7 +142,7 @@ def test_an_enqueue_holds_the_counter_until_it_commits(url):
 
         with holder.transaction("a") as state:
             draft = make_draft("a", [{"type": "turn_input", "input": {"items": [{"type": "text", "text": "x"}]}}])
-            assert engine.enqueue(state, draft, NOW).batch.enqueue_seq == 3
+            assert engine.enqueue(state, draft, NOW).batch.enqueue_seq == 2
             entered.set()
             release.wait(10)
 
@@ -148,21 +151,24 @@ def test_an_enqueue_holds_the_counter_until_it_commits(url):
     try:
         assert entered.wait(10)
         other = Queue(url, now=NOW, lock_timeout_ms=200)
-        with pytest.raises(StoreBusy):
-            other.enqueue_text("b", "waits for the counter")
-        assert other.claim("c") is not None  # a claim elsewhere does not touch the counter
+        # Version 1 locked a counter row here until the holder committed (StoreBusy); now the
+        # enqueue takes the next value of the sequence at once, and its log entry goes in too.
+        assert other.enqueue_text("b", "goes on").batch.enqueue_seq == 3
+        assert [e["id"] for e in other.store.read_log()] == [1, 2]  # the holder takes its log id at commit
     finally:
         release.set()
         thread.join()
     assert Queue(url, now=NOW).enqueue_text("b", "after").batch.enqueue_seq == 4
+    assert [b.enqueue_seq for b in Queue(url, now=NOW).list("a")] == [1, 2]
+    assert [e["id"] for e in open_store(url).read_log()] == [1, 2, 3]  # (the holder logged nothing)
 
 
 def test_a_newer_schema_is_refused_exit_7(url):
     Queue(url, now=NOW).enqueue_text("s", "x")
-    sql(url, "UPDATE turnq_meta SET value = 2 WHERE key = 'schema_version'")
+    sql(url, "UPDATE turnq_meta SET value = 4 WHERE key = 'schema_version'")
     for args in (("inspect", "s"), ("enqueue", "s", "--text", "y")):
         code, out, err = cli(*args, store=url)
-        assert code == 7 and out == "" and "newer turnq (schema version 2" in err and err.count("\n") == 1
+        assert code == 7 and out == "" and "newer turnq (schema version 4" in err and err.count("\n") == 1
     assert sql(url, "SELECT count(*) FROM turnq_batches") == [(1,)]
 
 
@@ -226,14 +232,88 @@ def test_replace_document_for_doctor(url):
     assert store.raw_document() == fixed
 
 
-def test_setting_the_counter_in_a_session_transaction_locks_it_first(url):
+def test_setting_the_counter_in_a_session_transaction(url):
     q = Queue(url, now=NOW)
     q.enqueue_text("a", "x")
     store = open_store(url)
     with store.transaction("b") as state:
-        state.next_seq = 10  # as a fixture builder might
+        state.next_seq = 10  # as a fixture builder might (written under the store lock)
         state.changed = True
-        assert state.loaded_seq == 2
+        assert state.next_seq == 10
     assert Queue(url, now=NOW).enqueue_text("c", "y").batch.enqueue_seq == 10
-    with store.transaction("b") as state:
-        assert state.seen_seq is None and state.session_ids() == []  # a claim-like scope: counter untouched
+    assert store.read().next_seq == 11
+
+
+def _has_key_index(url):
+    return sql(url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'turnq_tombstones_key' "
+                    "AND schemaname = current_schema()") == [(1,)]
+
+
+def _make_version_2(url):
+    """Turn a fresh version 3 store back into the layout version 2 had (no key index)."""
+    sql(url, "DROP INDEX turnq_tombstones_key")
+    sql(url, "UPDATE turnq_meta SET value = 2 WHERE key = 'schema_version'")
+
+
+def _make_version_1(url, next_seq, next_log_id):
+    """Turn a fresh version 3 store back into the layout version 1 had."""
+    _make_version_2(url)
+    sql(url, "DROP FUNCTION turnq_append_log(text[], bigint)")
+    sql(url, "DROP SEQUENCE turnq_enqueue_seq")
+    sql(url, "DROP SEQUENCE turnq_log_ids")
+    sql(url, "DELETE FROM turnq_meta WHERE key = 'enqueue_seq_offset'")
+    sql(url, "INSERT INTO turnq_meta VALUES ('next_enqueue_seq', %s), ('next_log_id', %s)", next_seq, next_log_id)
+    sql(url, "UPDATE turnq_meta SET value = 1 WHERE key = 'schema_version'")
+
+
+def test_a_version_1_store_is_read_then_upgraded_by_its_first_write(url):
+    big = 2**63 + 5  # beyond bigint: the offset carries it
+    q = Queue(url, now=NOW)
+    q.enqueue_text("s", "x")
+    _make_version_1(url, big, 7)
+    assert open_store(url).read().next_seq == big  # reads do not upgrade (they never write)
+    assert Queue(url, now=NOW).enqueue_text("s", "y").batch.enqueue_seq == big
+    assert dict(sql(url, "SELECT key, value FROM turnq_meta")) == {"schema_version": 3, "enqueue_seq_offset": big - 1}
+    assert _has_key_index(url)
+    assert Queue(url, now=NOW).enqueue_text("t", "z").batch.enqueue_seq == big + 1
+    assert [e["id"] for e in open_store(url).read_log()] == [1, 7, 8]
+    assert open_store(url).raw_document()["next_enqueue_seq"] == big + 2
+
+
+def test_a_version_2_store_is_read_then_upgraded_by_its_first_write(url):
+    q = Queue(url, now=NOW)
+    q.complete(q.claim(q.enqueue_text("s", "x", source_key="k").batch.session_id))
+    _make_version_2(url)
+    assert [t.source_key for t in open_store(url).read("s").tombstones["s"]] == ["k"]
+    assert not _has_key_index(url)  # reads do not upgrade (they never write)
+    assert Queue(url, now=NOW).enqueue_text("s", "x", source_key="k").outcome == "replayed_tombstone"
+    assert _has_key_index(url) and sql(url, "SELECT value FROM turnq_meta WHERE key = 'schema_version'") == [(3,)]
+    assert Queue(url, now=NOW).enqueue_text("s", "y").batch.enqueue_seq == 2  # the sequences are kept
+
+
+def test_counters_near_the_u64_limit_round_trip(url, tmp_path):
+    source = tmp_path / "big.json"
+    Queue(str(source), now=NOW).enqueue_text("s", "x")
+    document = __import__("json").loads(source.read_text())
+    document["batches"][0]["batch"]["enqueue_seq"] = 2**64 - 4
+    document["next_enqueue_seq"] = 2**64 - 3
+    store = open_store(url)
+    Queue(store, now=NOW).enqueue_text("warm", "up")  # the sequence has moved: the offset makes up for it
+    sql(url, "DELETE FROM turnq_batches")
+    store.replace_document(document)
+    assert Queue(url, now=NOW).enqueue_text("s", "y").batch.enqueue_seq == 2**64 - 3
+    assert Queue(url, now=NOW).enqueue_text("t", "z").batch.enqueue_seq == 2**64 - 2
+    assert open_store(url).raw_document()["next_enqueue_seq"] == 2**64 - 1
+
+
+def test_the_sequence_stops_at_the_u64_limit(url):
+    from turnq.store import pg_schema
+
+    store = open_store(url)
+    Queue(store, now=NOW).enqueue_text("warm", "up")
+    with store.transaction(None) as state:
+        state.next_seq = 2**64 - 1
+        state.changed = True
+    take = [int(store._conn.execute(pg_schema.TAKE_SEQ).fetchone()[0]) for _ in range(3)]
+    assert take == [2**64 - 1, 2**64, 2**64]  # past the limit: the same value, nothing taken
+    assert store.read().next_seq == 2**64

@@ -56,7 +56,7 @@ def test_first_write_creates_a_versioned_wal_schema(url, db):
     Queue(url, now=NOW).enqueue_text("s", "x")
     assert raw(db, "PRAGMA journal_mode") == [("wal",)]
     meta = dict(raw(db, "SELECT key, value FROM turnq_meta"))
-    assert meta == {"schema_version": 1, "next_enqueue_seq": 2, "next_log_id": 2}
+    assert meta == {"schema_version": 2, "next_enqueue_seq": 2, "next_log_id": 2}
     tables = {name for (name,) in raw(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"turnq_meta", "turnq_batches", "turnq_tombstones", "turnq_log"}
     plan = " ".join(str(row) for row in raw(db, "EXPLAIN QUERY PLAN SELECT * FROM turnq_batches "
@@ -154,11 +154,11 @@ def test_a_writer_killed_holding_the_lock_leaves_the_store_as_it_was(url, db, tm
 def test_a_newer_schema_is_refused_exit_7(url, db):
     Queue(url, now=NOW).enqueue_text("s", "x")
     with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE turnq_meta SET value = 2 WHERE key = 'schema_version'")
+        conn.execute("UPDATE turnq_meta SET value = 3 WHERE key = 'schema_version'")
     before = db.read_bytes()
     for args in (("inspect",), ("enqueue", "s", "--text", "y")):
         code, out, err = cli(*args, store=url)
-        assert code == 7 and out == "" and "newer turnq (schema version 2" in err and err.count("\n") == 1
+        assert code == 7 and out == "" and "newer turnq (schema version 3" in err and err.count("\n") == 1
     assert db.read_bytes() == before
 
 

@@ -78,6 +78,7 @@ class Queue:
                 now = self.clock.now_ms()
                 try:
                     result = action(state, now)
+                    _log_expired(state, now)
                 except (InvalidInput, StoreBusy, StoreUnreadable, StoreUnwritable):
                     raise  # bad input or a failing store is not a queue event: nothing is logged
                 except TurnqError as err:
@@ -330,6 +331,24 @@ class Queue:
         _check_session(session_id)
         return [t.summary() for t in self.store.read(session_id).session_tombstones(session_id)]
 
+    # ----------------------------------------------------------------- store settings
+
+    def settings(self) -> dict[str, int | None]:
+        """The store's settings (`turnq config`): `tombstone_retention_ms` (None: tombstones are
+        kept until vacuum)."""
+        return self.store.read_settings()
+
+    def set_setting(self, name: str, value: int | None) -> dict[str, int | None]:
+        """Change one store setting (None: back to its default); returns the settings after."""
+        from .store.base import SETTINGS
+
+        if name not in SETTINGS:
+            raise InvalidInput(f"unknown setting {name!r}: expected one of {', '.join(SETTINGS)}")
+        if value is not None and (type(value) is not int or not 0 <= value <= U64_MAX):
+            raise InvalidInput(f"{name}: {value!r} is out of range")
+        self.store.write_setting(name, value)
+        return self.store.read_settings()
+
     def resolve_batch_id(self, session_id: str, text: str) -> str:
         """The full id of a batch named by a unique prefix (see engine.resolve_batch_id)."""
         return engine.resolve_batch_id(self.store.read(session_id), session_id, text)
@@ -433,6 +452,18 @@ def _enqueue_logged(state: QueueState, draft: QueuedWorkBatchDraft, now: int, st
                  outcome="ok" if not result.replayed else result.outcome,
                  payloads_differ=True if result.payloads_differ else None)
     return result
+
+
+def _log_expired(state: QueueState, now: int) -> None:
+    """Tombstones that the store's retention dropped in this write are logged as a vacuum would
+    log them (with `retention_ms`), so the log still tells where every tombstone went."""
+    by_session: dict[str, list[Any]] = {}
+    for tomb in state.expired:
+        by_session.setdefault(tomb.session_id, []).append(tomb)
+    state.expired.clear()
+    for sid, tombs in by_session.items():
+        state.record("vacuum", now, sid, [t.batch_id for t in tombs], source_keys=[t.source_key for t in tombs],
+                     retention_ms=state.tombstone_retention_ms)
 
 
 def _enqueue_refusal(draft: QueuedWorkBatchDraft) -> dict[str, Any]:

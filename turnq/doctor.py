@@ -105,7 +105,13 @@ def check(doc: Any, now_ms: int, *, stale_claim_ms: int = DEFAULT_STALE_CLAIM_MS
     if not isinstance(tombstones, list):
         out.append(Finding("format", "error", "\"tombstones\" is missing or not a list"))
         tombstones = []
-    extra = sorted(set(doc) - {"format", "schema_version", "next_enqueue_seq", "batches", "tombstones"})
+    extra = sorted(set(doc) - {"format", "schema_version", "next_enqueue_seq", "settings", "batches", "tombstones"})
+    settings = doc.get("settings")
+    retention = settings.get("tombstone_retention_ms") if isinstance(settings, dict) else None
+    if (settings is not None and not isinstance(settings, dict)) or (
+            retention is not None and (type(retention) is not int or not 0 <= retention < 2**64)):
+        out.append(Finding("format", "error", "\"settings\" is not an object of unsigned integers "
+                           "(turnq config set tombstone-retention … writes it)"))
     if extra:
         out.append(Finding("format", "error", f"unknown top-level field(s): {', '.join(extra)}"))
 

@@ -65,9 +65,10 @@ class EnqueueResult:
 def enqueue(state: QueueState, draft: QueuedWorkBatchDraft, now_ms: int, *, strict: bool = False) -> EnqueueResult:
     """Rule enqueue 1-2: replay a known source key, else store a new batch."""
     check_draft(draft)
-    replay = _find_replay(state, draft, strict=strict)
+    replay = _find_replay(state, draft, now_ms, strict=strict)
     if replay is not None:
         return replay
+    state.expire_tombstones(draft.session_id, now_ms)  # a write of the session: retention applies
     seq = state.next_seq
     batch_id = ids.batch_id(draft.session_id, draft.source_key, now_ms, seq)
     # Every value is valid already (a validated draft, turnq's ids): built without pydantic's
@@ -104,16 +105,18 @@ def check_draft(draft: QueuedWorkBatchDraft) -> None:
             )
 
 
-def _find_replay(state: QueueState, draft: QueuedWorkBatchDraft, *, strict: bool) -> EnqueueResult | None:
+def _find_replay(state: QueueState, draft: QueuedWorkBatchDraft, now_ms: int, *,
+                 strict: bool) -> EnqueueResult | None:
     key = draft.source_key
     if key is None:
-        return None
+        return None  # the only path that looks at tombstones needs a source key
     for stored in state.session(draft.session_id):
         if stored.batch.source_key == key:
             return _replay(stored.batch, draft, "replayed", None, strict)
-    for tombstone in state.session_tombstones(draft.session_id):
-        if tombstone.source_key == key:
-            return _replay(tombstone.batch, draft, "replayed_tombstone", tombstone.summary(), strict)
+    # By key alone (an indexed lookup on the databases); one past the retention is no replay.
+    tombstone = state.find_tombstone(draft.session_id, key, now_ms)
+    if tombstone is not None:
+        return _replay(tombstone.batch, draft, "replayed_tombstone", tombstone.summary(), strict)
     return None
 
 
@@ -384,6 +387,7 @@ def cancel(state: QueueState, session_id: str, batch_id: str, now_ms: int) -> Qu
 
 def _settle(state: QueueState, session_id: str, batches: list[StoredBatch], outcome: Any, now_ms: int) -> None:
     state.remove(session_id, {stored.batch_id for stored in batches})
+    state.expire_tombstones(session_id, now_ms)  # retention first, as the spec says
     for stored in batches:
         if stored.batch.source_key is not None:
             state.add_tombstone(StoredTombstone(stored.batch, outcome, now_ms))
@@ -395,19 +399,10 @@ def _settle(state: QueueState, session_id: str, batches: list[StoredBatch], outc
 def vacuum(state: QueueState, session_id: str | None, older_than_ms: int | None, now_ms: int) -> list[Tombstone]:
     """Drop tombstones settled at or before `now - older_than` (all, when None)."""
     cutoff = None if older_than_ms is None else now_ms - older_than_ms
-    sessions = [session_id] if session_id is not None else list(state.tombstones)
-    removed: list[StoredTombstone] = []
-    for sid in sessions:
-        kept = []
-        for tombstone in state.session_tombstones(sid):
-            (removed if cutoff is None or tombstone.settled_at_ms <= cutoff else kept).append(tombstone)
-        if kept:
-            state.tombstones[sid] = kept
-        else:
-            state.tombstones.pop(sid, None)
-    if removed:
-        state.changed = True
-    removed.sort(key=lambda t: (t.settled_at_ms, t.batch.enqueue_seq))
+    if cutoff is not None and cutoff < 0:
+        return []  # nothing was settled before the epoch
+    removed = state.drop_tombstones(session_id, cutoff)  # a database drops them by an indexed range
+    removed.sort(key=lambda t: (t.settled_at_ms, t.seq))
     return [tombstone.summary() for tombstone in removed]
 
 

@@ -373,6 +373,14 @@ def overview(shown: Overview, console: Console | None = None) -> None:
         table.add_row(s.session_id, str(s.ready), str(s.delayed), str(s.held), str(s.lease_expired),
                       str(s.tombstones), age)
     console.print(table)
+    _retention(console, shown.tombstone_retention_ms)
+
+
+def _retention(console: Console, retention_ms: int | None) -> None:
+    """The store's tombstone retention, when one is set (the default, keep until vacuum, says nothing)."""
+    if retention_ms is not None:
+        console.print(Text(f"Tombstone retention: {format_duration(retention_ms)} "
+                           "(older tombstones no longer replay; see turnq config)"))
 
 
 def session(shown: SessionView, console: Console | None = None) -> None:
@@ -397,6 +405,7 @@ def session(shown: SessionView, console: Console | None = None) -> None:
     if shown.tombstone_list is not None:
         console.print(tombstone_table(console, shown.tombstone_list, title="Tombstones") if shown.tombstone_list
                       else "No tombstones.")
+    _retention(console, shown.tombstone_retention_ms)
 
 
 def _why_nothing(shown: SessionView) -> str:

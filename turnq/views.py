@@ -47,9 +47,14 @@ class SessionSummary:
 class Overview:
     now_ms: int
     sessions: list[SessionSummary]
+    #: The store's tombstone retention (None: kept until vacuum; omitted from JSON then).
+    tombstone_retention_ms: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"now_ms": self.now_ms, "sessions": [s.to_wire() for s in self.sessions]}
+        data: dict[str, Any] = {"now_ms": self.now_ms, "sessions": [s.to_wire() for s in self.sessions]}
+        if self.tombstone_retention_ms is not None:
+            data["tombstone_retention_ms"] = self.tombstone_retention_ms
+        return data
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class SessionView:
     next_claim: dict[str, list[QueuedWorkBatch]]
     materialized: dict[str, TurnWork | CheckpointWork | None]
     tombstone_list: list[Tombstone] | None = field(default=None)
+    tombstone_retention_ms: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -73,6 +79,8 @@ class SessionView:
         }
         if self.tombstone_list is not None:
             data["tombstone_list"] = dump(self.tombstone_list)
+        if self.tombstone_retention_ms is not None:
+            data["tombstone_retention_ms"] = self.tombstone_retention_ms
         return data
 
 
@@ -86,7 +94,7 @@ def overview(state: QueueState, now_ms: int) -> Overview:
         oldest = min((b.batch.enqueued_at_ms for b in batches), default=None)
         summaries.append(SessionSummary(session_id, **counts, tombstones=len(state.session_tombstones(session_id)),
                                         oldest_enqueued_at_ms=oldest))
-    return Overview(now_ms, summaries)
+    return Overview(now_ms, summaries, state.tombstone_retention_ms)
 
 
 def session_view(state: QueueState, session_id: str, now_ms: int, *, pending: bool = False,
@@ -102,7 +110,7 @@ def session_view(state: QueueState, session_id: str, now_ms: int, *, pending: bo
         materialized[boundary] = materialize(run, boundary) if run else None
     tomb_list = [t.summary() for t in state.session_tombstones(session_id)] if tombstones else None
     return SessionView(now_ms, session_id, views, len(state.session_tombstones(session_id)), next_claim,
-                       materialized, tomb_list)
+                       materialized, tomb_list, state.tombstone_retention_ms)
 
 
 def batch_view(state: QueueState, session_id: str, batch_id: str, now_ms: int) -> BatchView:

@@ -9,9 +9,12 @@ Prints, as medians over repeated runs measured in the same run as their baseline
    of the same file, and the peak memory (tracemalloc) of one operation against the
    file's size;
 3. cycle: enqueue → claim → complete through the library on a small store, in
-   cycles/s, beside a plain `sqlite3` queue doing put → get → ack with a commit each.
+   cycles/s, beside a plain `sqlite3` queue doing put → get → ack with a commit each;
+4. tombstones: that cycle (with a new source key) in a session with no tombstones and in
+   one with 3,000, on every backend (JSON, SQLite, PostgreSQL when a server answers), in
+   one store and one run (turnq/bench/tombstones.py).
 
-`--quick` (what CI runs) uses fewer runs and the two smaller stores; `--json` prints
+`--quick` (what CI runs) uses fewer runs, the two smaller stores and 500 tombstones; `--json` prints
 the figures as one JSON document instead of the table. `--backends` also runs
 `turnq.bench.backends` (the store backends' benchmark) when it is there.
 """
@@ -28,14 +31,19 @@ from typing import Any
 from .cycle import bench_cycle
 from .startup import bench_startup
 from .store import bench_store
+from .tombstones import bench_tombstones
+
+PARTS = ("startup", "store", "cycle", "tombstones")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m turnq.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few runs, small stores (for CI; a few seconds)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
-    parser.add_argument("--only", default="startup,store,cycle",
-                        help="comma-separated parts to run: startup, store, cycle (default: all)")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help="comma-separated parts to run: startup, store, cycle, tombstones (default: all)")
+    parser.add_argument("--tombstones", type=int, default=None,
+                        help="tombstones in the full session (default 3000; --quick: 500)")
     parser.add_argument("--sizes", default=None, help="store sizes in batches, e.g. 100,1000 (default: "
                         "100,1000,10000,100000; --quick: 100,1000)")
     parser.add_argument("--runs", type=int, default=None,
@@ -43,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", action="store_true", help="also run turnq.bench.backends, if present")
     args = parser.parse_args(argv)
     parts = {part.strip() for part in args.only.split(",") if part.strip()}
-    unknown = parts - {"startup", "store", "cycle"}
+    unknown = parts - set(PARTS)
     if unknown:
         parser.error(f"--only: unknown part(s): {', '.join(sorted(unknown))}")
 
@@ -62,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         if "cycle" in parts:
             figures["cycle"] = bench_cycle(folder, cycles=20 if args.quick else 300,
                                            runs=runs(5), report=out)
+        if "tombstones" in parts:
+            count = args.tombstones if args.tombstones is not None else (500 if args.quick else 3000)
+            figures["tombstones"] = bench_tombstones(folder, count=count, cycles=3 if args.quick else 15,
+                                                     report=out)
     if args.backends:
         figures["backends"] = _run_backends(args.quick, out)
     if args.json:

@@ -6,7 +6,10 @@
    measured enqueue/claim/complete run in a session of their own ("bench", one batch at a
    time), and "claim big" claims in one of the 100 sessions (N/100 batches: a database
    backend loads that session's rows, so its cost follows the session's size, not the store's);
-3. PostgreSQL with 8 worker processes at once: each runs the cycle on 4 shared sessions
+3. scaling (`scale.py`): 1 and 8 processes, one session each, turnq beside a plain queue on the
+   same database (PostgreSQL: a SKIP LOCKED queue on the same server; SQLite: plain sqlite3, WAL),
+   interleaved in one run, with the ratios;
+4. PostgreSQL with 8 worker processes at once: each runs the cycle on 4 shared sessions
    (so they contend for the same batches); cycles/s over all, and a check that no batch was
    claimed twice and every batch was claimed once.
 
@@ -259,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m turnq.bench.backends", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few runs (a smoke test)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON document at the end")
+    parser.add_argument("--only-scale", action="store_true", help="only the scaling table (turnq beside plain queues)")
     args = parser.parse_args(argv)
     quick = args.quick
     report = (lambda line="": sys.stderr.write(line + "\n")) if args.json else print
@@ -271,6 +275,16 @@ def main(argv: list[str] | None = None) -> int:
            "every figure)\n")
     with tempfile.TemporaryDirectory(prefix="turnq-bench-") as tmp:
         folder = Path(tmp)
+        from .scale import bench_scale
+
+        results["scale"] = bench_scale([k for k in kinds if k != "json"], location, folder, runs=2 if quick else 3,
+                                       seconds=1.0 if quick else 4.0, report=report)
+        if args.only_scale:
+            results["load_after"] = _load()
+            report(f"load average after: {results['load_after']}")
+            if args.json:
+                print(json.dumps(results))
+            return 0
         results["cycle_per_s"] = bench_cycle(kinds, folder, cycles=50 if quick else 300, runs=1 if quick else 3,
                                              report=report)
         results["cost_ms"] = bench_sizes(kinds, folder, [1_000, 10_000] if quick else [10_000, 100_000],

@@ -21,6 +21,7 @@ MODULES: tuple[str, ...] = (
     "claim_cmds", "enqueue_cmds", "inspect_cmd",
     "fixture_cmds", "check_cmds",  # fixtures and checks: import, export, expect, diff, schema
     "store_cmds",  # stores: migrate
+    "config_cmds",  # stores: config
     "debug_cmds",  # debugging: explain, log, watch, doctor
 )
 
@@ -33,6 +34,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("import", "export"), "fixture_cmds"),
     **dict.fromkeys(("expect", "diff", "schema"), "check_cmds"),
     "migrate": "store_cmds",
+    "config": "config_cmds",
     **dict.fromkeys(("explain", "log", "watch", "doctor"), "debug_cmds"),
 }
 

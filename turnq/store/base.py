@@ -16,6 +16,11 @@ from ..state import QueueState
 #: How many audit-log entries a store keeps by default; the oldest go first.
 DEFAULT_LOG_MAX_ENTRIES = 10_000
 
+#: The store-level settings (`turnq config`), each an unsigned integer or None (its default).
+#: `tombstone_retention_ms`: tombstones settled longer ago are dropped by the session's next
+#: write and never replay (None: kept until `turnq vacuum`).
+SETTINGS = ("tombstone_retention_ms",)
+
 
 class Store(ABC):
     """A backend. Besides the queue state it keeps the audit log (see `transaction` and
@@ -60,6 +65,19 @@ class Store(ABC):
         cleared. When the log is disabled they are dropped. At most `log_max_entries` are
         kept (the oldest are dropped first; ids are never reused).
         """
+
+    def read_settings(self) -> dict[str, int | None]:
+        """The store's settings (every name of SETTINGS). This default reads the whole state,
+        as the JSON file does anyway; a database backend reads its meta rows."""
+        return {"tombstone_retention_ms": self.read().tombstone_retention_ms}
+
+    def write_setting(self, name: str, value: int | None) -> None:
+        """Set one of SETTINGS (None: its default), in one transaction."""
+        assert name in SETTINGS
+        with self.transaction(None) as state:
+            if state.tombstone_retention_ms != value:
+                state.tombstone_retention_ms = value
+                state.changed = True
 
     def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
         """The audit entries with `id` > `after_id`, oldest first (each dict holds its `id`).

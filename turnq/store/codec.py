@@ -5,6 +5,8 @@
  "batches": [{"batch": QueuedWorkBatch, "fencing_counter": N, "claim": ClaimRecord | null}, ...],
  "tombstones": [{"batch": QueuedWorkBatch, "outcome": "completed" | "cancelled", "settled_at_ms": N}, ...]}
 ```
+With a store setting (`turnq config`), a `"settings": {"tombstone_retention_ms": N}` line follows
+the header; a document without settings leaves it out (so older stores read and write as before).
 Batches are store-wide in `enqueue_seq` order; a ClaimRecord is
 `{"claim_id", "owner_id", "lease_token", "claimed_at_epoch_ms", "expires_at_epoch_ms"}`.
 """
@@ -78,6 +80,7 @@ def decode(data: Any, location: str) -> QueueState:
         )
     if document.next_enqueue_seq <= last_seq:
         raise _unreadable(location, f"next_enqueue_seq {document.next_enqueue_seq} is not above the last batch's")
+    state.tombstone_retention_ms = read_settings(data, location)
     for tomb in document.tombstones:
         if tomb.batch.source_key is None:
             raise _unreadable(location, f"tombstone of batch {tomb.batch.batch_id} has no source key")
@@ -85,6 +88,20 @@ def decode(data: Any, location: str) -> QueueState:
             StoredTombstone(tomb.batch, tomb.outcome, tomb.settled_at_ms)
         )
     return state
+
+
+def read_settings(data: dict[str, Any], location: str) -> int | None:
+    """The document's tombstone retention (ms; None: none). `settings` is optional; a setting
+    this turnq does not know is ignored, as unknown fields are (spec/wire.md)."""
+    settings = data.get("settings")
+    if settings is None:
+        return None
+    if type(settings) is not dict:
+        raise _unreadable(location, "\"settings\" is not a JSON object")
+    value = settings.get("tombstone_retention_ms")
+    if value is not None and (type(value) is not int or not 0 <= value <= 2**64 - 1):
+        raise _unreadable(location, f"settings.tombstone_retention_ms {value!r} is not an unsigned 64-bit integer")
+    return value
 
 
 def _check_claim(record: BatchRecord, location: str) -> None:
@@ -133,16 +150,32 @@ def _lease(record: ClaimRecord | None) -> Lease | None:
 def encode(state: QueueState) -> str:
     """The document's text: a header, then one line per batch and per tombstone,
     so that a store committed as a fixture diffs line by line."""
-    from .fastcodec import batch_line
+    from .fastcodec import batch_line, tombstone_line
 
-    # A batch read from the file and not changed since is written back as it was read.
+    # A batch or tombstone read from the file and not changed since is written back as it was read.
     batch_lines = [batch_line(stored) or _line(_batch_record(stored)) for stored in state.all_batches()]
-    tomb_lines = [_line(_tombstone_record(tomb)) for tomb in state.all_tombstones()]
+    tomb_lines = _unread_tombstone_lines(state)
+    if tomb_lines is None:
+        tomb_lines = [tombstone_line(tomb) or _line(_tombstone_record(tomb)) for tomb in state.all_tombstones()]
+    retention = state.tombstone_retention_ms
+    settings = "" if retention is None else f'"settings": {{"tombstone_retention_ms": {retention}}},\n'
     return (
         f'{{"format": "{FORMAT}", "schema_version": {SCHEMA_VERSION}, "next_enqueue_seq": {state.next_seq},\n'
-        f'"batches": [{_join(batch_lines)}],\n'
+        f'{settings}"batches": [{_join(batch_lines)}],\n'
         f'"tombstones": [{_join(tomb_lines)}]}}\n'
     )
+
+
+def _unread_tombstone_lines(state: QueueState) -> list[str] | None:
+    """The JSON store's tombstone lines as read, plus those added, when nothing loaded them
+    (see jsonlines.py); None: encode them from the state."""
+    from .jsonlines import TombstoneLines
+
+    source = getattr(state, "tombstone_source", None)
+    if not isinstance(source, TombstoneLines):
+        return None
+    added = [tomb for tombs in state.held_tombstones().values() for tomb in tombs]
+    return source.lines_with(added, lambda tomb: _line(_tombstone_record(tomb)))
 
 
 def _join(lines: list[str]) -> str:

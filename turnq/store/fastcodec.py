@@ -25,9 +25,11 @@ from ..models import QueuedWorkBatch
 from ..state import Lease, QueueState, StoredBatch, StoredTombstone
 
 _DOCUMENT_KEYS = frozenset({"format", "schema_version", "next_enqueue_seq", "batches", "tombstones"})
+_DOCUMENT_KEYS_SETTINGS = _DOCUMENT_KEYS | {"settings"}
 _RECORD_KEYS = ("batch", "fencing_counter", "claim")
 _CLAIM_KEYS = ("claim_id", "owner_id", "lease_token", "claimed_at_epoch_ms", "expires_at_epoch_ms")
 _TOMB_KEYS = ("batch", "outcome", "settled_at_ms")
+_TOMB_KEY_SET = frozenset(_TOMB_KEYS)
 _BATCH_KEYS = tuple(QueuedWorkBatch.model_fields)
 _BATCH_KEYS_NO_SOURCE = tuple(key for key in _BATCH_KEYS if key != "source_key")
 _ITEM_KEYS = ("item_id", "payload")
@@ -187,6 +189,59 @@ class LazyStoredBatch(StoredBatch):
         return _encode_line(read[3])
 
 
+class LazyStoredTombstone(StoredTombstone):
+    """A tombstone read from the document, kept as the record it was read from: its batch
+    model is built only when something looks at it (a replay, inspect, vacuum's answer), and
+    `codec.encode` writes the record back as it was read. (Tombstones never change: one is
+    only added or dropped.)"""
+
+    def __init__(self, record: dict[str, Any]) -> None:  # pylint: disable=super-init-not-called
+        object.__setattr__(self, "_record", record)
+        object.__setattr__(self, "_batch", None)
+        object.__setattr__(self, "outcome", record["outcome"])
+        object.__setattr__(self, "settled_at_ms", record["settled_at_ms"])
+
+    @property  # type: ignore[override]
+    def batch(self) -> QueuedWorkBatch:
+        batch = self._batch
+        if batch is None:
+            batch = fastwire.batch(self._record["batch"])
+            object.__setattr__(self, "_batch", batch)
+        return batch
+
+    @property
+    def source_key(self) -> str:
+        return self._record["batch"]["source_key"]
+
+    @property
+    def session_id(self) -> str:
+        return self._record["batch"]["session_id"]
+
+    @property
+    def batch_id(self) -> str:
+        return self._record["batch"]["batch_id"]
+
+    @property
+    def seq(self) -> int:
+        return self._record["batch"]["enqueue_seq"]
+
+    def __eq__(self, other: object) -> bool:
+        # As the dataclass compares, and equal to a plain StoredTombstone holding the same.
+        if isinstance(other, StoredTombstone):
+            return (self.batch, self.outcome, self.settled_at_ms) == (other.batch, other.outcome, other.settled_at_ms)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.batch_id, self.outcome, self.settled_at_ms))
+
+    def __repr__(self) -> str:
+        return f"LazyStoredTombstone(batch_id={self.batch_id!r}, outcome={self.outcome!r}, " \
+               f"settled_at_ms={self.settled_at_ms!r})"
+
+    def line(self) -> str:
+        return _encode_line(self._record)
+
+
 class _RecordView:
     """What codec._check_claim looks at, without building the batch model for unclaimed records."""
 
@@ -232,7 +287,8 @@ def decode(data: dict[str, Any], location: str) -> QueueState | None:
 def _decode(data: dict[str, Any], location: str) -> QueueState:
     from . import codec
 
-    if data.keys() != _DOCUMENT_KEYS or type(data["format"]) is not str:
+    keys = data.keys()
+    if (keys != _DOCUMENT_KEYS and keys != _DOCUMENT_KEYS_SETTINGS) or type(data["format"]) is not str:
         raise _Unsure
     next_seq, records, tombs = data["next_enqueue_seq"], data["batches"], data["tombstones"]
     if not _u64(next_seq) or type(records) is not list or type(tombs) is not list:
@@ -277,20 +333,48 @@ def _decode(data: dict[str, Any], location: str) -> QueueState:
             found.append(stored)
     if next_seq <= last_seq:
         raise codec._unreadable(location, f"next_enqueue_seq {next_seq} is not above the last batch's")
+    state.tombstone_retention_ms = codec.read_settings(data, location)
+    tombstones = state.tombstones
     for tomb in tombs:
-        if type(tomb) is not dict or tomb.keys() != frozenset(_TOMB_KEYS):
-            raise _Unsure
-        outcome, settled = tomb["outcome"], tomb["settled_at_ms"]
-        if type(outcome) is not str or outcome not in _OUTCOMES or not _u64(settled):
-            raise _Unsure
-        try:
-            batch = fastwire.batch(tomb["batch"])
-        except fastwire.Bail:
-            raise _Unsure from None
-        if batch.source_key is None:
-            raise codec._unreadable(location, f"tombstone of batch {batch.batch_id} has no source key")
-        state.tombstones.setdefault(batch.session_id, []).append(StoredTombstone(batch, outcome, settled))
+        stored = tombstone(tomb, location)
+        session_id = stored.session_id
+        found = tombstones.get(session_id)
+        if found is None:
+            tombstones[session_id] = [stored]
+        else:
+            found.append(stored)
     return state
+
+
+def tombstone(tomb: Any, location: str) -> StoredTombstone:
+    """A tombstone record, checked as the codec checks it (_Unsure: not one this path vouches for)."""
+    from . import codec
+
+    if type(tomb) is not dict or tomb.keys() != _TOMB_KEY_SET:
+        raise _Unsure
+    outcome, settled = tomb["outcome"], tomb["settled_at_ms"]
+    if type(outcome) is not str or outcome not in _OUTCOMES or not _u64(settled):
+        raise _Unsure
+    raw = tomb["batch"]
+    if tuple(tomb) == _TOMB_KEYS and _simple_batch(raw):
+        # Checked by hand as a live batch is; its model waits until someone needs it.
+        if "source_key" not in raw:
+            raise codec._unreadable(location, f"tombstone of batch {raw['batch_id']} has no source key")
+        return LazyStoredTombstone(tomb)
+    try:
+        batch = fastwire.batch(raw)
+    except fastwire.Bail:
+        raise _Unsure from None
+    if batch.source_key is None:
+        raise codec._unreadable(location, f"tombstone of batch {batch.batch_id} has no source key")
+    return StoredTombstone(batch, outcome, settled)
+
+
+def tombstone_line(tomb: StoredTombstone) -> str | None:
+    """The tombstone's record as it was read (see LazyStoredTombstone), else None."""
+    if type(tomb) is LazyStoredTombstone:
+        return tomb.line()
+    return None
 
 
 def batch_line(stored: StoredBatch) -> str | None:

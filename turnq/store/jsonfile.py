@@ -30,9 +30,8 @@ from typing import Any
 
 from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable
 from ..limits import loads_json, nesting_error, read_regular_file
-from ..state import QueueState
-from . import codec
-from . import files
+from ..state import LazyTombstoneState, QueueState
+from . import codec, files, jsonlines
 from .base import DEFAULT_LOG_MAX_ENTRIES, Store
 from .lockfile import Timeout, file_lock  # filelock's flock, without importing filelock
 
@@ -68,6 +67,9 @@ class JsonFileStore(Store):
         text = self._read_text()
         if text is None:
             return QueueState()
+        lazy = self._read_lazy(text)
+        if lazy is not None:
+            return lazy
         try:
             data = json.loads(text)
         except ValueError as err:
@@ -81,6 +83,28 @@ class JsonFileStore(Store):
             return codec.decode(data, self.location)
         except RecursionError:
             raise _too_deep(self.location) from None
+
+    def _read_lazy(self, text: str) -> QueueState | None:
+        """The state with its tombstone lines left as text until needed (see jsonlines.py);
+        None when the file is not in turnq's layout or its head does not parse (the caller
+        then reads it whole, and words any error)."""
+        split = jsonlines.split(text)
+        if split is None:
+            return None
+        head, lines = split
+        try:
+            data = json.loads(head)
+        except (ValueError, RecursionError):  # the whole read words the error
+            return None
+        try:
+            state = codec.decode(data, self.location)
+        except RecursionError:
+            raise _too_deep(self.location) from None
+        if not lines:
+            return state
+        lazy = LazyTombstoneState(state.next_seq, jsonlines.TombstoneLines(lines, self.location))
+        lazy.sessions, lazy.tombstone_retention_ms = state.sessions, state.tombstone_retention_ms
+        return lazy
 
     def _read_text(self) -> str | None:
         try:  # a regular file only: /dev/zero or a FIFO would never end

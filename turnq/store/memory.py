@@ -58,7 +58,8 @@ class MemoryStore(Store):
         from . import codec
 
         with self._lock:
-            if not self._state.sessions and not self._state.tombstones and self._state.next_seq == 1:
+            if (not self._state.sessions and not self._state.tombstones and self._state.next_seq == 1
+                    and self._state.tombstone_retention_ms is None):
                 return {}
             return json.loads(codec.encode(self._state))
 
@@ -90,6 +91,7 @@ class MemoryStore(Store):
             next_seq=full.next_seq,
             sessions={session_id: copy.deepcopy(full.sessions[session_id])} if session_id in full.sessions else {},
             tombstones={session_id: list(full.tombstones[session_id])} if session_id in full.tombstones else {},
+            tombstone_retention_ms=full.tombstone_retention_ms,
         )
 
     def _merge(self, state: QueueState, session_id: str | None) -> None:
@@ -98,6 +100,7 @@ class MemoryStore(Store):
         else:
             merged = self._state
             merged.next_seq = state.next_seq
+            merged.tombstone_retention_ms = state.tombstone_retention_ms
             for table, part in ((merged.sessions, state.sessions), (merged.tombstones, state.tombstones)):
                 if session_id in part:
                     table[session_id] = part[session_id]

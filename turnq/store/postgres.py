@@ -1,22 +1,30 @@
 """The PostgreSQL backend (`postgresql://user@host:port/db`, also `postgres://`): psycopg 3.
 
-Safe with many workers on many hosts. A write transaction (READ COMMITTED):
+Safe with many workers on many hosts; writers of different sessions never wait for each
+other. A write transaction (READ COMMITTED) takes at most three round trips:
 
-1. `SET LOCAL lock_timeout` from the store's lock timeout (a lock not had in time → StoreBusy);
-2. `pg_advisory_xact_lock_shared` on the store, then `pg_advisory_xact_lock` on the session
-   (a 64-bit hash of schema and session id): writers of one session queue up, writers of
-   different sessions run side by side; an operation on every session (vacuum of all,
-   an enqueue into several sessions) takes the store lock exclusively;
-3. the session's batch rows `SELECT … FOR UPDATE` and its tombstones;
-4. the engine runs on them, with the client's clock (`--now` works as on any store);
-5. the store-wide enqueue counter (`turnq_meta` row `next_enqueue_seq`) is read
-   `FOR UPDATE` only when the engine asks for it, that is when it enqueues a new batch;
-6. changed rows written, audit entries inserted (ids from the `next_log_id` row, whose
-   UPDATE locks it until commit, so ids increase in commit order), COMMIT.
+1. one pipeline: BEGIN; `lock_timeout` for this transaction (a lock not had in time →
+   StoreBusy); `pg_advisory_xact_lock_shared` on the store, then `pg_advisory_xact_lock` on the
+   session (a 64-bit hash of schema and session id): writers of one session queue up, writers
+   of different sessions run side by side; an operation on every session (vacuum of all, an
+   enqueue into several sessions, doctor --fix, migrate) takes the store lock exclusively;
+   the tombstone retention setting (in that first statement); the session's batch rows
+   `SELECT … FOR UPDATE`. Its tombstones stay in their table (`pg_tombstones.py`): only an
+   enqueue with a source key looks one up, by (session, key);
+2. the engine runs on them, with the client's clock (`--now` works as on any store); when it
+   enqueues a new batch it asks for the next enqueue_seq: one statement takes it from a
+   sequence (`pg_schema.py`: no row is locked, so enqueuers of different sessions never queue).
+   An enqueue with a source key sends its tombstone lookup in the same pipeline as that
+   statement, which then takes a value only if no tombstone holds the key (a replay needs
+   none); a store with a tombstone retention adds one range DELETE on the writes it applies to;
+3. one pipeline: the changed rows written, the audit entries appended (`turnq_append_log`, ids
+   from a sequence), COMMIT.
 
 So two claimers can never take the same batch, and a join run is taken whole or not at
-all: the session lock makes the load-plan-write of a claim one step. Tables: see `rows.py`;
-created on first write under an advisory lock, versioned in `turnq_meta`.
+all: the session lock makes the load-plan-write of a claim one step. Tables: see `rows.py`
+and `pg_schema.py`; created on first write under an advisory lock, versioned in `turnq_meta`
+(a version 1 or 2 store is upgraded to version 3 on its first write by this turnq; a newer one is
+refused).
 
 URL option `schema=NAME` (removed before connecting): keep the tables in that schema,
 created if missing, e.g. `postgresql://u@h/db?schema=turnq_ci`. Other query options go to
@@ -28,7 +36,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -41,8 +50,8 @@ from ..errors import (
     TurnqError,
 )
 from ..state import QueueState
-from . import rows
 from ..redact import redact_location as _redact  # the one redaction (userinfo, password=, encoded)
+from . import pg_schema, pg_tombstones, rows
 from .base import DEFAULT_LOG_MAX_ENTRIES, Store
 
 try:
@@ -51,32 +60,6 @@ try:
     from psycopg import sql
 except ImportError:  # pragma: no cover - exercised by a subprocess test without psycopg
     psycopg = None  # type: ignore[assignment]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS turnq_meta (key text PRIMARY KEY, value numeric(20) NOT NULL);
-CREATE TABLE IF NOT EXISTS turnq_batches (
-    batch_id text PRIMARY KEY,
-    session_id text NOT NULL,
-    enqueue_seq numeric(20) NOT NULL UNIQUE,
-    batch text NOT NULL,
-    fencing_counter numeric(20) NOT NULL,
-    claim_id text, owner_id text, lease_token text, claimed_at_ms numeric(20), expires_at_ms numeric(20)
-);
-CREATE INDEX IF NOT EXISTS turnq_batches_session ON turnq_batches (session_id, enqueue_seq);
-CREATE TABLE IF NOT EXISTS turnq_tombstones (
-    batch_id text PRIMARY KEY,
-    session_id text NOT NULL,
-    source_key text NOT NULL,
-    enqueue_seq numeric(20) NOT NULL,
-    outcome text NOT NULL,
-    settled_at_ms numeric(20) NOT NULL,
-    batch text NOT NULL
-);
-CREATE INDEX IF NOT EXISTS turnq_tombstones_session ON turnq_tombstones (session_id, settled_at_ms, enqueue_seq);
-CREATE TABLE IF NOT EXISTS turnq_log (id bigint PRIMARY KEY, entry text NOT NULL);
-INSERT INTO turnq_meta (key, value) VALUES ('schema_version', 1), ('next_enqueue_seq', 1), ('next_log_id', 1)
-    ON CONFLICT (key) DO NOTHING
-"""
 
 _COLS = ", ".join(rows.BATCH_COLUMNS)
 _BATCH_SELECT = f"SELECT {_COLS} FROM turnq_batches"
@@ -87,17 +70,6 @@ _BATCH_UPDATE = ("UPDATE turnq_batches SET session_id = %s, enqueue_seq = %s, ba
                  "WHERE batch_id = %s")
 _TOMB_INSERT = (f"INSERT INTO turnq_tombstones ({', '.join(rows.TOMBSTONE_COLUMNS)}) "
                 f"VALUES ({', '.join(['%s'] * len(rows.TOMBSTONE_COLUMNS))})")
-_LOG_APPEND = """
-WITH counter AS (
-    UPDATE turnq_meta SET value = value + %(n)s WHERE key = 'next_log_id' RETURNING value - %(n)s AS first
-), added AS (
-    INSERT INTO turnq_log (id, entry)
-    SELECT counter.first + e.ord - 1, e.entry
-    FROM counter, unnest(%(entries)s::text[]) WITH ORDINALITY AS e(entry, ord)
-    WHERE e.ord > %(n)s - %(keep)s
-)
-DELETE FROM turnq_log WHERE id < (SELECT first FROM counter) + %(n)s - %(keep)s
-"""
 #: PostgreSQL's lock_timeout is an int of milliseconds, and 0 means "wait forever": a longer
 #: --lock-timeout waits this long (24.8 days), a zero one 1 ms (as the JSON store, one try).
 PG_MAX_LOCK_TIMEOUT_MS = 2**31 - 1
@@ -122,36 +94,90 @@ def _tomb_values(row: Any) -> tuple[Any, ...]:
     return (batch_id, outcome, _u64(settled), batch)
 
 
-class _SessionState(QueueState):
-    """A session's state whose store-wide enqueue counter is read, and its row locked,
-    only when the engine first asks for it (an enqueue): claims never wait on it."""
+class _SessionState(rows.RowState):
+    """A session's state whose next enqueue_seq is taken from the store's sequence only when the
+    engine asks for it (an enqueue), one fresh value per batch it enqueues: claims never touch it.
+    Its tombstones stay in their table (rows.RowState; `_KeyLookup` is their source).
 
-    def __init__(self, load_seq: Any) -> None:
-        self._seq: int | None = None
-        self._load_seq: Any = None
-        self.loaded_seq: int | None = None
+    The engine reads `next_seq`, makes the batch with that value, then sets `next_seq` to it + 1:
+    that set marks the value as used, and the next read takes a new one. Any other value set
+    (a caller putting the counter somewhere, as a fixture might) is `wanted` and is written at
+    the end under the store lock, held exclusively for it."""
+
+    def __init__(self, take_seq: Any, tombstones: rows.TombstoneRows) -> None:
+        self._take_seq: Any = None
+        self._taken: int | None = None
+        self.wanted: int | None = None
         self.failure: TurnqError | None = None
-        super().__init__()  # sets next_seq = 1 through the setter below: undone next
-        self._seq = None
-        self._load_seq = load_seq
+        super().__init__(1, tombstones)  # sets next_seq = 1 through the setter below: undone next
+        self.wanted = None
+        self._take_seq = take_seq
+
+    def takes_next(self) -> bool:
+        """Would reading `next_seq` now take a value from the sequence?"""
+        return self.wanted is None and self._taken is None
+
+    def hand_seq(self, value: int) -> None:
+        """A value taken ahead (see `_KeyLookup`): the next read of `next_seq` gives it."""
+        self._taken = value
 
     @property  # type: ignore[override]
     def next_seq(self) -> int:
-        if self._seq is None:
-            self._seq = self.loaded_seq = self._load_seq()
-        return self._seq
+        if self.wanted is not None:
+            return self.wanted
+        if self._taken is None:
+            self._taken = self._take_seq()
+        return self._taken
 
     @next_seq.setter
     def next_seq(self, value: int) -> None:
-        if self._load_seq is not None and self.loaded_seq is None:
-            # Never a blind write: lock the counter row (and know its value) first.
-            self.loaded_seq = self._load_seq()
-        self._seq = value
+        if self._taken is not None and value == self._taken + 1 and self.wanted is None:
+            self._taken = None  # used: the next enqueue takes a new value
+        else:
+            self.wanted = value
 
-    @property
-    def seen_seq(self) -> int | None:
-        """The counter as the engine left it; None when it never asked for it."""
-        return self._seq
+
+class _KeyLookup(pg_tombstones.PgTombstones):
+    """A write transaction's tombstones (pg_tombstones.py), its database errors turned into the
+    TurnqError the transaction then ends in (`fail`). In a session transaction, `find` (only an
+    enqueue with a source key calls it) goes out in one pipeline with taking the next
+    enqueue_seq, taken only if no tombstone holds the key: an enqueue whose lookup finds nothing
+    asks for a value next anyway, so this saves it a round trip, and a replay takes none. (A
+    tombstone past the retention is found but is no replay: that enqueue then takes its value
+    by itself, one round trip more.)"""
+
+    def __init__(self, conn: Any, session_id: str | None, snapshot: rows.Snapshot, location: str,
+                 fail: Callable[[Exception], TurnqError]) -> None:
+        super().__init__(conn, session_id, snapshot, location)
+        self.fail = fail
+        self.state: _SessionState | None = None  # a session transaction's, once it is made
+
+    def find(self, session_id: str, source_key: str) -> Any:
+        try:
+            state = self.state
+            if state is None or not state.takes_next():
+                return super().find(session_id, source_key)
+            with self.conn.pipeline():
+                found = self.conn.execute(pg_tombstones.FIND, (session_id, source_key))
+                taken = self.conn.execute(pg_schema.TAKE_SEQ_UNLESS_HELD, (session_id, source_key))
+            row = taken.fetchone()
+            if row is not None:
+                state.hand_seq(int(row[0]))
+            return pg_tombstones.newest(found.fetchall(), self.location)
+        except psycopg.Error as err:
+            raise self.fail(err) from None
+
+    def drop(self, session_id: str | None, cutoff_ms: int | None) -> list[Any]:
+        try:
+            return super().drop(session_id, cutoff_ms)
+        except psycopg.Error as err:
+            raise self.fail(err) from None
+
+    def load(self) -> list[Any]:
+        try:
+            return super().load()
+        except psycopg.Error as err:
+            raise self.fail(err) from None
 
 
 class PostgresStore(Store):
@@ -222,7 +248,8 @@ class PostgresStore(Store):
         return conn.execute("SELECT to_regclass('turnq_meta') IS NOT NULL").fetchone()[0]
 
     def _ensure_schema(self, conn: Any) -> None:
-        """Create the tables on first use, under an advisory lock (concurrent first uses are safe)."""
+        """Create the tables on first use, or upgrade a version 1 or 2 store, under an advisory
+        lock (concurrent first uses are safe)."""
         if self._schema_ready:
             return
         with conn.transaction():
@@ -233,37 +260,47 @@ class PostgresStore(Store):
                 # (Only when missing: CREATE SCHEMA needs a privilege that using one does not.)
                 conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
             if not self._tables_exist(conn):
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            self._check_version(conn)
+                for statement in pg_schema.statements(pg_schema.TABLES + ";\n" + pg_schema.OBJECTS):
+                    conn.execute(statement)
+            if self._check_version(conn) < pg_schema.SCHEMA_VERSION:
+                # No older writer may be half-way: take the store lock exclusively.
+                conn.execute(f"SELECT pg_advisory_xact_lock({_STORE_KEY})")
+                version = self._check_version(conn)
+                if version < pg_schema.SCHEMA_VERSION:
+                    pg_schema.upgrade(conn, version, self.location)
         self._schema_ready = True
 
-    def _check_version(self, conn: Any) -> None:
+    def _check_version(self, conn: Any) -> int:
         row = conn.execute("SELECT value FROM turnq_meta WHERE key = 'schema_version'").fetchone()
-        rows.check_version(None if row is None else int(row[0]), self.location)
+        version = None if row is None else int(row[0])
+        rows.check_version(version, self.location, pg_schema.SCHEMA_VERSION)
+        return version  # type: ignore[return-value]
 
-    def _meta_value(self, conn: Any, key: str, *, lock: bool) -> int:
-        query = "SELECT value FROM turnq_meta WHERE key = %s" + (" FOR UPDATE" if lock else "")
-        row = conn.execute(query, (key,)).fetchone()
-        if row is None:
-            raise StoreUnreadable(f"store {self.location} is unreadable: turnq_meta has no {key}")
+    def _next_seq(self, conn: Any, version: int) -> int:
+        """The next enqueue_seq, not taken (a version 1 store, not yet upgraded, keeps it in a row)."""
+        if version == 1:
+            query = "SELECT value FROM turnq_meta WHERE key = 'next_enqueue_seq'"
+        else:
+            query = pg_schema.PEEK_SEQ
+        row = conn.execute(query).fetchone()
+        if row is None or row[0] is None:
+            raise StoreUnreadable(f"store {self.location} is unreadable: turnq_meta has no enqueue counter")
         return int(row[0])
+
+    def _batch_query(self, session_id: str | None, *, lock: bool) -> tuple[str, tuple[Any, ...]]:
+        suffix = " FOR UPDATE" if lock else ""
+        if session_id is None:
+            return f"{_BATCH_SELECT} ORDER BY enqueue_seq{suffix}", ()
+        return f"{_BATCH_SELECT} WHERE session_id = %s ORDER BY enqueue_seq{suffix}", (session_id,)
+
+    def _fill(self, state: QueueState, snapshot: rows.Snapshot | None, batch_rows: list[Any]) -> QueueState:
+        """The scope's batch rows; tombstones stay in their table (rows.RowState)."""
+        rows.load_batches([_batch_values(r) for r in batch_rows], state, snapshot, self.location, self._cache)
+        return state
 
     def _load(self, conn: Any, session_id: str | None, state: QueueState, snapshot: rows.Snapshot | None,
               *, lock: bool) -> QueueState:
-        suffix = " FOR UPDATE" if lock else ""
-        if session_id is None:
-            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq{suffix}").fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq").fetchall()
-        else:
-            batch_rows = conn.execute(f"{_BATCH_SELECT} WHERE session_id = %s ORDER BY enqueue_seq{suffix}",
-                                      (session_id,)).fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} WHERE session_id = %s ORDER BY settled_at_ms, enqueue_seq",
-                                     (session_id,)).fetchall()
-        rows.load_batches([_batch_values(r) for r in batch_rows], state, snapshot, self.location, self._cache)
-        rows.load_tombstones([_tomb_values(r) for r in tomb_rows], state, snapshot, self.location)
-        return state
+        return self._fill(state, snapshot, conn.execute(*self._batch_query(session_id, lock=lock)).fetchall())
 
     # ----------------------------------------------------------------- reading
 
@@ -291,25 +328,86 @@ class PostgresStore(Store):
         with self._reading() as conn:
             if conn is None:
                 return QueueState()
-            self._check_version(conn)
-            state = QueueState(next_seq=self._meta_value(conn, "next_enqueue_seq", lock=False))
+            # Tombstones are read later, in a snapshot of their own, if asked for.
+            tombstones = pg_tombstones.PgTombstones(None, session_id, None, self.location, self._reading)
+            state = rows.RowState(self._next_seq(conn, self._check_version(conn)), tombstones)
+            state.tombstone_retention_ms = pg_tombstones.read_retention(conn)
             return self._load(conn, session_id, state, None, lock=False)
 
+    def read_settings(self) -> dict[str, int | None]:
+        with self._reading() as conn:
+            if conn is None:
+                return {rows.RETENTION_KEY: None}
+            self._check_version(conn)
+            return {rows.RETENTION_KEY: pg_tombstones.read_retention(conn)}
+
+    def write_setting(self, name: str, value: int | None) -> None:
+        with self._lock:
+            conn = self._connection(writing=True)
+            try:
+                self._ensure_schema(conn)
+                with conn.transaction():
+                    pg_tombstones.write_retention(conn, value)
+            except psycopg.Error as err:
+                raise self._error(err, writing=True) from None
+
     def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
+        """Entries with id > `after_id`, never one that a later call could find below an id this
+        call returned (so `turnq log --follow` never misses or repeats one).
+
+        Ids come from a sequence, taken by each writer after its transaction got its id, so they
+        are not in commit order: a snapshot may see id 7 committed while id 6 is still in flight.
+        A run of ids without a hole from `after_id + 1` is safe as it is. Past a hole (an entry in
+        flight, a rolled-back writer's id, or entries dropped by retention) the holder of a
+        missing id can only be a transaction in flight when the snapshot was taken (it had its
+        transaction id before it took the entry's id, and that was before the later entry
+        committed): wait until every such transaction has ended (the server's oldest running
+        transaction id, `pg_snapshot_xmin` of a new snapshot, reaches that snapshot's `xmax`),
+        then every id up to the last one seen is settled: read them again. If that wait runs past
+        the lock timeout (a transaction left open elsewhere on the server), return the safe run."""
         with self._reading() as conn:
             if conn is None:
                 return []
             found = conn.execute("SELECT id, entry FROM turnq_log WHERE id > %s ORDER BY id", (after_id,)).fetchall()
-            return rows.log_entries(found)
+            xmax = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())").fetchone()[0]
+        safe = _unbroken(found, after_id)
+        if safe < len(found) and self._wait_for_xmin(xmax):
+            with self._reading() as conn:
+                found = conn.execute("SELECT id, entry FROM turnq_log WHERE id > %s AND id <= %s ORDER BY id",
+                                     (after_id, found[-1][0])).fetchall()
+            safe = len(found)
+        return rows.log_entries(found[:safe])  # torn or hostile rows skipped
+
+    def _wait_for_xmin(self, xmax: Any) -> bool:
+        """Wait until every transaction running at a snapshot whose xmax was `xmax` has ended."""
+        deadline = time.monotonic() + self.lock_timeout_ms / 1000
+        pause = 0.002
+        with self._lock:
+            conn = self._connection(writing=False)
+            try:
+                while True:
+                    if conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= %s::xid8",
+                                    (str(xmax),)).fetchone()[0]:
+                        return True
+                    if time.monotonic() + pause > deadline:
+                        return False
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
+            except psycopg.Error as err:
+                raise self._error(err, writing=False) from None
 
     def raw_document(self) -> dict[str, Any]:
         with self._reading() as conn:
             if conn is None:
                 return {}  # no tables yet: as the JSON store says of a missing file
-            seq = conn.execute("SELECT value FROM turnq_meta WHERE key = 'next_enqueue_seq'").fetchone()
+            version = conn.execute("SELECT value FROM turnq_meta WHERE key = 'schema_version'").fetchone()
+            try:
+                seq: Any = self._next_seq(conn, 1 if version is not None and int(version[0]) == 1 else 2)
+            except (StoreUnreadable, psycopg.Error):
+                seq = None  # doctor reports it
             batch_rows = [_batch_values(r) for r in conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq")]
             tomb_rows = [_tomb_values(r) for r in conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq")]
-            return rows.raw_document(None if seq is None else int(seq[0]), batch_rows, tomb_rows)
+            return rows.raw_document(seq, batch_rows, tomb_rows)
 
     def replace_document(self, document: dict[str, Any], *, backup: bool = True, backup_suffix: str | None = None,
                          expected: dict[str, Any] | None = None) -> str | None:
@@ -325,7 +423,6 @@ class PostgresStore(Store):
             conn = self._connection(writing=True)
             try:
                 self._ensure_schema(conn)
-                conn.execute("BEGIN")
             except psycopg.Error as err:
                 raise self._error(err, writing=True) from None
             try:
@@ -336,7 +433,6 @@ class PostgresStore(Store):
                 yield state
                 try:
                     self._finish(conn, state, snapshot)
-                    conn.execute("COMMIT")
                 except psycopg.Error as err:
                     raise self._error(err, writing=True) from None
             finally:
@@ -347,45 +443,69 @@ class PostgresStore(Store):
                         self._drop()
 
     def _begin(self, conn: Any, session_id: str | None) -> tuple[QueueState, rows.Snapshot]:
-        # One round trip: the lock timeout (LOCAL: this transaction's), then the advisory locks.
+        """One round trip (a pipeline): BEGIN, the lock timeout (LOCAL: this transaction's), the
+        advisory locks and the tombstone retention (one statement), the batch rows. Tombstones
+        are not loaded (`_KeyLookup`)."""
         timeout = f"{int(self.lock_timeout_ms)}ms"
+        # The retention rides on the locks' statement (no round trip of its own). It is read as
+        # of that statement's start: a change made meanwhile applies from the next operation.
+        retention = pg_tombstones.RETENTION_EXPR
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            if session_id is None:
+                first = conn.execute(f"SELECT set_config('lock_timeout', %s, true), "
+                                     f"pg_advisory_xact_lock({_STORE_KEY}), {retention}", (timeout,))
+                seq_cursor = conn.execute(pg_schema.PEEK_SEQ)
+            else:
+                first = conn.execute(f"SELECT set_config('lock_timeout', %s, true), "
+                                     f"pg_advisory_xact_lock_shared({_STORE_KEY}), "
+                                     f"pg_advisory_xact_lock({_SESSION_KEY}), {retention}", (timeout, session_id))
+            batch_cursor = conn.execute(*self._batch_query(session_id, lock=True))
+        retention_ms = first.fetchone()[-1]
+        state: QueueState
         if session_id is None:
-            conn.execute(f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock({_STORE_KEY})",
-                         (timeout,))
-            seq = self._meta_value(conn, "next_enqueue_seq", lock=True)
-            state: QueueState = QueueState(next_seq=seq)
+            seq = int(seq_cursor.fetchone()[0])
+            snapshot = rows.Snapshot(seq)
+            state = rows.RowState(seq, _KeyLookup(conn, None, snapshot, self.location,
+                                                  lambda err: self._failed(state, err)))
         else:
-            conn.execute(f"SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock_shared({_STORE_KEY}), "
-                         f"pg_advisory_xact_lock({_SESSION_KEY})", (timeout, session_id))
-            state = _SessionState(lambda: self._counter(conn, state))
-            seq = 0  # not known until asked for
-        snapshot = rows.Snapshot(seq)
-        self._load(conn, session_id, state, snapshot, lock=True)
+            snapshot = rows.Snapshot(0)  # the counter is not known until asked for
+            tombstones = _KeyLookup(conn, session_id, snapshot, self.location, lambda err: self._failed(state, err))
+            state = tombstones.state = _SessionState(lambda: self._take_seq(conn, state), tombstones)
+        state.tombstone_retention_ms = None if retention_ms is None else int(retention_ms)
+        self._fill(state, snapshot, batch_cursor.fetchall())
         return state, snapshot
 
-    def _counter(self, conn: Any, state: _SessionState) -> int:
-        """The enqueue counter, its row locked until commit (asked for by the engine, mid-operation)."""
+    def _take_seq(self, conn: Any, state: QueueState) -> int:
+        """The next enqueue_seq, taken from the sequence (asked for by the engine, mid-operation)."""
         try:
-            return self._meta_value(conn, "next_enqueue_seq", lock=True)
+            return int(conn.execute(pg_schema.TAKE_SEQ).fetchone()[0])
         except psycopg.Error as err:
-            # The database transaction is aborted now: even if the caller goes on (the API logs a
-            # refusal and leaves the block normally), the transaction must end in this error.
-            state.failure = self._error(err, writing=True)
-            raise state.failure from None
+            raise self._failed(state, err) from None
+
+    def _failed(self, state: QueueState, err: Exception) -> TurnqError:
+        """A statement sent mid-operation failed: the database transaction is aborted now. Even if
+        the caller goes on (the API logs a refusal and leaves the block normally), the transaction
+        must end in this error (`_finish` raises it)."""
+        state.failure = self._error(err, writing=True)  # type: ignore[attr-defined]
+        return state.failure  # type: ignore[attr-defined]
 
     def _finish(self, conn: Any, state: QueueState, snapshot: rows.Snapshot) -> None:
+        """One round trip (a pipeline): the changed rows, the audit entries, COMMIT."""
         failure = getattr(state, "failure", None)
         if failure is not None:
             state.audit.clear()
             raise failure
-        if state.changed:
-            self._save(conn, snapshot, state)
-            state.changed = False
-        if state.audit:
-            entries = list(state.audit)
-            state.audit.clear()
-            if self.log_enabled:
-                self._append_log(conn, entries)
+        with conn.pipeline():
+            if state.changed:
+                self._save(conn, snapshot, state)
+                state.changed = False
+            if state.audit:
+                entries = list(state.audit)
+                state.audit.clear()
+                if self.log_enabled:
+                    self._append_log(conn, entries)
+            conn.execute("COMMIT")
 
     def _save(self, conn: Any, snapshot: rows.Snapshot, state: QueueState) -> None:
         changes = rows.diff(snapshot, state)
@@ -396,23 +516,38 @@ class PostgresStore(Store):
                 cur.executemany(_BATCH_UPDATE, [(*r[1:], r[0]) for r in changes.update_batches])
             if changes.insert_batches:
                 cur.executemany(_BATCH_INSERT, changes.insert_batches)
-            if changes.delete_tombstones:
-                cur.execute("DELETE FROM turnq_tombstones WHERE batch_id = ANY(%s)", (changes.delete_tombstones,))
-            if changes.insert_tombstones:
-                cur.executemany(_TOMB_INSERT, changes.insert_tombstones)
-            if isinstance(state, _SessionState):  # never ask for the counter (and lock it) just to compare
-                loaded, seq = state.loaded_seq, state.seen_seq
-            else:
-                loaded, seq = snapshot.next_seq, state.next_seq
-            if seq is not None and seq != loaded:
-                cur.execute("UPDATE turnq_meta SET value = %s WHERE key = 'next_enqueue_seq'", (seq,))
+            self._save_tombstones(cur, changes)
+            if isinstance(state, _SessionState):
+                if state.wanted is not None:
+                    # Setting the counter: no other writer may take a value meanwhile.
+                    cur.execute(f"SELECT pg_advisory_xact_lock({_STORE_KEY})")
+                    cur.execute(pg_schema.SET_SEQ, (state.wanted,))
+            elif state.next_seq != snapshot.next_seq:  # under the store lock, held exclusively
+                cur.execute(pg_schema.SET_SEQ, (state.next_seq,))
+
+    def _save_tombstones(self, cur: Any, changes: rows.Changes) -> None:
+        if changes.delete_tombstones:
+            cur.execute("DELETE FROM turnq_tombstones WHERE batch_id = ANY(%s)", (changes.delete_tombstones,))
+        if changes.insert_tombstones:
+            cur.executemany(_TOMB_INSERT, changes.insert_tombstones)
 
     def _append_log(self, conn: Any, entries: list[dict[str, Any]]) -> None:
-        """One statement: take ids from the `next_log_id` row (its UPDATE locks it until commit,
-        so ids increase in commit order), insert the entries (only the newest `log_max_entries`),
-        and drop the entries older than the newest `log_max_entries`."""
-        conn.execute(_LOG_APPEND, {"n": len(entries), "keep": self.log_max_entries,
-                                   "entries": [rows.dumps(entry) for entry in entries]})
+        """One statement (`turnq_append_log`): ids from the `turnq_log_ids` sequence, only the
+        newest `log_max_entries` kept."""
+        # ARRAY[%s, …] of plain text parameters: cheaper to send than one list (an array) parameter.
+        placeholders = ", ".join(["%s"] * len(entries))
+        conn.execute(f"SELECT turnq_append_log(ARRAY[{placeholders}]::text[], %s)",
+                     [*(rows.dumps(entry) for entry in entries), self.log_max_entries])
+
+
+def _unbroken(found: list[Any], after_id: int) -> int:
+    """How many of `found` (rows by id) follow `after_id` without a hole."""
+    expected = after_id + 1
+    for count, row in enumerate(found):
+        if row[0] != expected:
+            return count
+        expected += 1
+    return len(found)
 
 
 def _split_url(url: str) -> tuple[str, str | None]:

@@ -7,11 +7,17 @@ A batch row holds the batch's wire JSON exactly as the JSON store's document hol
     turnq_batches(batch_id PK, session_id, enqueue_seq UNIQUE, batch JSON text,
                   fencing_counter, claim_id, owner_id, lease_token, claimed_at_ms, expires_at_ms)
     turnq_tombstones(batch_id PK, session_id, source_key, enqueue_seq, outcome, settled_at_ms, batch JSON text)
-    turnq_meta(key PK, value)   schema_version, next_enqueue_seq, next_log_id
+        indexes (session_id, settled_at_ms, enqueue_seq) and (session_id, source_key)
+    turnq_meta(key PK, value)   schema_version, next_enqueue_seq, next_log_id, [tombstone_retention_ms]
+                                (SQLite; PostgreSQL keeps its counters in sequences instead:
+                                see pg_schema.py)
     turnq_log(id PK, entry JSON text)   the audit log
 
-A transaction loads one session's rows (`Snapshot` remembers them), lets the engine
-change the state, then `diff` says which rows to insert, update and delete.
+A transaction loads one session's batch rows (`Snapshot` remembers them), lets the engine
+change the state, then `diff` says which rows to insert, update and delete. Tombstones are
+not loaded (`RowState`): an enqueue with a source key looks one up by (session, key), a
+settle inserts, vacuum and retention delete by range; only what needs every tombstone
+(inspect, export, migrate, …) reads `state.tombstones`, which loads them then.
 """
 
 from __future__ import annotations
@@ -22,11 +28,15 @@ from typing import Any
 
 from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable
 from ..limits import loads_json
-from ..state import Lease, QueueState, StoredBatch, StoredTombstone
+from ..state import LazyTombstoneState, Lease, QueueState, StoredBatch, StoredTombstone, TombstoneSource
 from . import codec
 
-#: The version of the SQL schema (tables and columns), kept in turnq_meta.
-SCHEMA_VERSION = 1
+#: The version of the SQL schema (tables, columns, indexes), kept in turnq_meta. 2: the index
+#: on turnq_tombstones (session_id, source_key); a version 1 store is upgraded by its next write.
+#: SQLite's; PostgreSQL's schema has a version of its own (pg_schema.SCHEMA_VERSION, 3).
+SCHEMA_VERSION = 2
+#: The turnq_meta row of the tombstone retention (absent: kept until vacuum).
+RETENTION_KEY = "tombstone_retention_ms"
 
 BATCH_COLUMNS = ("batch_id", "session_id", "enqueue_seq", "batch", "fencing_counter",
                  "claim_id", "owner_id", "lease_token", "claimed_at_ms", "expires_at_ms")
@@ -205,7 +215,8 @@ def diff(snapshot: Snapshot, state: QueueState) -> Changes:
             changes.update_batches.append(batch_row(stored, old_json if same_batch else None))
     changes.delete_batches = [batch_id for batch_id in snapshot.batches if batch_id not in seen]
     tomb_ids: set[str] = set()
-    for tombs in state.tombstones.values():
+    # Only the tombstones in memory (never loads them): the snapshot knows just the ones loaded.
+    for tombs in state.held_tombstones().values():
         for tomb in tombs:
             tomb_ids.add(tomb.batch.batch_id)
             if tomb.batch.batch_id not in snapshot.tombstones:
@@ -232,6 +243,14 @@ def load_tombstones(rows: list[Any], state: QueueState, snapshot: Snapshot | Non
             snapshot.add_tombstone(tomb)
 
 
+# ----------------------------------------------------------------- tombstones left in the tables
+
+
+#: The tombstones of a database transaction stay in their table (see state.LazyTombstoneState).
+RowState = LazyTombstoneState
+TombstoneRows = TombstoneSource
+
+
 def log_entry(row_id: int, text: str) -> dict[str, Any] | None:
     """A log row as an entry; None for a torn or hostile row (not JSON, nested too deep, not an
     object): skipped, as the JSON store skips such a line — the log is a record, never a reason
@@ -248,14 +267,15 @@ def log_entries(found: Any) -> list[dict[str, Any]]:
     return [entry for entry in (log_entry(row_id, text) for row_id, text in found) if entry is not None]
 
 
-def check_version(version: Any, location: str) -> None:
+def check_version(version: Any, location: str, supported: int = SCHEMA_VERSION) -> None:
+    """Refuse a store of a version this turnq does not read (`supported`: the newest it reads)."""
     if version is None or not isinstance(version, int) or version < 1:
         raise StoreUnreadable(f"store {location} is unreadable: invalid schema_version {version!r} in turnq_meta; "
                               "it was left as it is")
-    if version > SCHEMA_VERSION:
+    if version > supported:
         raise StoreUnreadable(
             f"store {location} was written by a newer turnq (schema version {version}; this turnq reads "
-            f"{SCHEMA_VERSION}): upgrade turnq to use it; it was left as it is"
+            f"{supported}): upgrade turnq to use it; it was left as it is"
         )
 
 

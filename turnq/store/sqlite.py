@@ -52,6 +52,7 @@ CREATE TABLE turnq_tombstones (
     batch TEXT NOT NULL
 );
 CREATE INDEX turnq_tombstones_session ON turnq_tombstones (session_id, settled_at_ms, enqueue_seq);
+CREATE INDEX turnq_tombstones_key ON turnq_tombstones (session_id, source_key);
 CREATE TABLE turnq_log (id INTEGER PRIMARY KEY, entry TEXT NOT NULL);
 """
 
@@ -62,6 +63,9 @@ _BATCH_INSERT = (f"INSERT INTO turnq_batches ({', '.join(rows.BATCH_COLUMNS)}) "
 _BATCH_UPDATE = ("UPDATE turnq_batches SET session_id = ?2, enqueue_seq = ?3, batch = ?4, fencing_counter = ?5, "
                  "claim_id = ?6, owner_id = ?7, lease_token = ?8, claimed_at_ms = ?9, expires_at_ms = ?10 "
                  "WHERE batch_id = ?1")
+_TOMB_FIND = f"{_TOMB_SELECT} WHERE session_id = ? AND source_key = ?"
+#: Schema version 1 -> 2: the index an enqueue's tombstone lookup uses.
+_UPGRADE_2 = "CREATE INDEX IF NOT EXISTS turnq_tombstones_key ON turnq_tombstones (session_id, source_key)"
 _TOMB_INSERT = (f"INSERT INTO turnq_tombstones ({', '.join(rows.TOMBSTONE_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(rows.TOMBSTONE_COLUMNS))})")
 
@@ -223,6 +227,13 @@ class SqliteStore(Store):
                                   "tables (no turnq_meta); it was left as it is")
         return None
 
+    def _upgrade(self, conn: sqlite3.Connection, meta: dict[str, int]) -> None:
+        """Bring an older schema up to this turnq's, in the write transaction that found it."""
+        if meta.get("schema_version", rows.SCHEMA_VERSION) < 2:
+            conn.execute(_UPGRADE_2)
+            conn.execute("UPDATE turnq_meta SET value = 2 WHERE key = 'schema_version'")
+            meta["schema_version"] = 2
+
     def _checked_meta(self, meta: dict[str, int]) -> int:
         rows.check_version(meta.get("schema_version"), self.location)
         seq = meta.get("next_enqueue_seq")
@@ -239,19 +250,17 @@ class SqliteStore(Store):
         conn.executemany("INSERT INTO turnq_meta (key, value) VALUES (?, ?)", list(meta.items()))
         return meta
 
-    def _load(self, conn: sqlite3.Connection, session_id: str | None, next_seq: int,
+    def _load(self, conn: sqlite3.Connection, session_id: str | None, meta: dict[str, int],
               snapshot: rows.Snapshot | None) -> QueueState:
-        state = QueueState(next_seq=next_seq)
+        """The scope's batches; its tombstones stay in the table (see rows.RowState)."""
+        state = rows.RowState(self._checked_meta(meta), _Tombstones(self, conn, session_id, snapshot))
+        state.tombstone_retention_ms = meta.get(rows.RETENTION_KEY)
         if session_id is None:
             batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq").fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq").fetchall()
         else:
             batch_rows = conn.execute(f"{_BATCH_SELECT} WHERE session_id = ? ORDER BY enqueue_seq",
                                       (session_id,)).fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} WHERE session_id = ? ORDER BY settled_at_ms, enqueue_seq",
-                                     (session_id,)).fetchall()
         rows.load_batches([_from_db(r) for r in batch_rows], state, snapshot, self.location, self._cache)
-        rows.load_tombstones([_from_db(r) for r in tomb_rows], state, snapshot, self.location)
         return state
 
     # ----------------------------------------------------------------- reading
@@ -284,7 +293,28 @@ class SqliteStore(Store):
             meta = self._meta(conn)
             if meta is None:
                 return QueueState()
-            return self._load(conn, session_id, self._checked_meta(meta), None)
+            state = self._load(conn, session_id, meta, None)
+            # The caller looks at the state after this snapshot ends: its tombstones, if it asks
+            # for them (inspect, export), are read then, in a snapshot of their own.
+            state._rows = _Tombstones(self, None, session_id, None)
+            return state
+
+    def read_settings(self) -> dict[str, int | None]:
+        with self._reading() as conn:
+            meta = None if conn is None else self._meta(conn)
+            if meta is None:
+                return {rows.RETENTION_KEY: None}
+            rows.check_version(meta.get("schema_version"), self.location)
+            return {rows.RETENTION_KEY: meta.get(rows.RETENTION_KEY)}
+
+    def write_setting(self, name: str, value: int | None) -> None:
+        with self.transaction(""):  # (creates or upgrades the tables; an empty session loads nothing)
+            conn = self._conn
+            assert conn is not None
+            if value is None:
+                conn.execute("DELETE FROM turnq_meta WHERE key = ?", (name,))
+            else:
+                conn.execute("INSERT OR REPLACE INTO turnq_meta (key, value) VALUES (?, ?)", (name, *_to_db((value,))))
 
     def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
         with self._reading() as conn:
@@ -341,7 +371,8 @@ class SqliteStore(Store):
                     if meta is None:
                         meta = self._create(conn)
                     snapshot = rows.Snapshot(self._checked_meta(meta))
-                    state = self._load(conn, session_id, snapshot.next_seq, snapshot)
+                    self._upgrade(conn, meta)
+                    state = self._load(conn, session_id, meta, snapshot)
                 except sqlite3.Error as err:
                     raise self._error(err, writing=False) from None
                 yield state
@@ -395,3 +426,60 @@ class SqliteStore(Store):
         last = next_id + len(entries) - 1
         conn.execute("INSERT OR REPLACE INTO turnq_meta (key, value) VALUES ('next_log_id', ?)", (last + 1,))
         conn.execute("DELETE FROM turnq_log WHERE id <= ?", (last - self.log_max_entries,))
+
+
+class _Tombstones:
+    """A transaction's tombstones in the table (rows.TombstoneRows): by key, by range, or all."""
+
+    def __init__(self, store: SqliteStore, conn: sqlite3.Connection, session_id: str | None,
+                 snapshot: rows.Snapshot | None) -> None:
+        self.store, self.conn, self.session_id, self.snapshot = store, conn, session_id, snapshot
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        if self.conn is not None:
+            return self.conn.execute(sql, params).fetchall()
+        with self.store._reading() as conn:  # a state from `read`: its snapshot has ended
+            return [] if conn is None else conn.execute(sql, params).fetchall()
+
+    def _decode(self, found: list[Any]) -> list[Any]:
+        return [rows.tombstone_from_row(_from_db(row), self.store.location) for row in found]
+
+    def find(self, session_id: str, source_key: str) -> Any:
+        # No ORDER BY: SQLite would rather walk the (session, settled_at) index in order than
+        # sort the one or two rows the key index finds. The newest is picked here.
+        found = self._query(_TOMB_FIND, (session_id, source_key))
+        return max(self._decode(found), key=lambda t: t.settled_at_ms, default=None)
+
+    def drop(self, session_id: str | None, cutoff_ms: int | None) -> list[Any]:
+        where, params = _settled_at_or_before(cutoff_ms)
+        if session_id is not None:
+            where, params = f"session_id = ? AND {where}", (session_id, *params)
+        assert self.conn is not None, "only a transaction drops tombstones"
+        found = self.conn.execute(f"DELETE FROM turnq_tombstones WHERE {where} "
+                                  "RETURNING batch_id, outcome, settled_at_ms, batch", params).fetchall()
+        removed = self._decode(found)
+        if self.snapshot is not None:
+            self.snapshot.tombstones.difference_update(tomb.batch_id for tomb in removed)
+        return removed
+
+    def load(self) -> list[Any]:
+        if self.session_id is None:
+            found = self._query(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq")
+        else:
+            found = self._query(f"{_TOMB_SELECT} WHERE session_id = ? ORDER BY settled_at_ms, enqueue_seq",
+                                (self.session_id,))
+        loaded = self._decode(found)
+        if self.snapshot is not None:
+            for tomb in loaded:
+                self.snapshot.add_tombstone(tomb)
+        return loaded
+
+
+def _settled_at_or_before(cutoff_ms: int | None) -> tuple[str, tuple[Any, ...]]:
+    """`settled_at_ms <= cutoff` as an index range, for unsigned values stored as signed
+    (one above I64_MAX is negative in the table: see _to_db)."""
+    if cutoff_ms is None:
+        return "1", ()
+    if cutoff_ms <= I64_MAX:
+        return "settled_at_ms BETWEEN 0 AND ?", (cutoff_ms,)
+    return "(settled_at_ms >= 0 OR settled_at_ms <= ?)", (cutoff_ms - 2**64,)

@@ -1,0 +1,75 @@
+"""`turnq config`: the store's own settings (kept in the store, so every process using it agrees)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..clock import format_duration
+from ..errors import InvalidInput
+from . import output
+from .app import app
+from .options import JsonOpt, LockTimeoutOpt, NowOpt, StoreOpt, open_queue, option_duration
+
+#: CLI name -> (API name, what it means). Values are durations; `off` restores the default.
+SETTINGS = {
+    "tombstone-retention": ("tombstone_retention_ms",
+                            "tombstones settled longer ago no longer replay and are dropped by the session's "
+                            "next write; off: kept until `turnq vacuum`"),
+}
+
+
+@app.command(rich_help_panel="Stores")
+def config(
+    action: Annotated[Optional[str], typer.Argument(
+        help="get or set; none: list every setting.", metavar="[get|set]", show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Argument(help="tombstone-retention", show_default=False)] = None,
+    value: Annotated[Optional[str], typer.Argument(
+        help="For set: a duration (7d, 12h, 300s) or off.", show_default=False)] = None,
+    store: StoreOpt = "turnq.json",
+    now: NowOpt = None,
+    json_out: JsonOpt = False,
+    lock_timeout: LockTimeoutOpt = "10s",
+) -> None:
+    """List, read or change the store's settings, e.g. `turnq config set tombstone-retention 7d`."""
+    queue = open_queue(store, now, lock_timeout)
+    if action is None:
+        if name is not None:
+            raise InvalidInput("config: give get NAME or set NAME VALUE")
+        _show(queue.settings(), None, json_out)
+        return
+    if action not in ("get", "set"):
+        raise InvalidInput(f"config: unknown action {action!r}: expected get or set")
+    if name is None:
+        raise InvalidInput(f"config {action}: name a setting: {', '.join(SETTINGS)}")
+    if name not in SETTINGS:
+        raise InvalidInput(f"config: unknown setting {name!r}: expected one of {', '.join(SETTINGS)}")
+    key = SETTINGS[name][0]
+    if action == "get":
+        if value is not None:
+            raise InvalidInput("config get takes no value")
+        _show(queue.settings(), name, json_out)
+        return
+    if value is None:
+        raise InvalidInput(f"config set {name}: give a duration (7d, 12h, 300s) or off")
+    new = None if value.strip().lower() == "off" else option_duration(value, name)
+    _show(queue.set_setting(key, new), name, json_out)
+
+
+def _show(settings: dict[str, Any], only: str | None, json_out: bool) -> None:
+    names = [only] if only is not None else list(SETTINGS)
+    if json_out:
+        output.emit_json({SETTINGS[n][0]: settings.get(SETTINGS[n][0]) for n in names})
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, show_header=only is None, pad_edge=False)
+    for column in ("setting", "value", "meaning"):
+        table.add_column(column, overflow="fold")
+    for n in names:
+        ms = settings.get(SETTINGS[n][0])
+        table.add_row(Text(n), Text("off" if ms is None else format_duration(ms)), Text(SETTINGS[n][1]))
+    Console().print(table)
