@@ -41,7 +41,7 @@ from ..errors import (
     TurnqError,
 )
 from ..state import QueueState
-from . import rows
+from . import pgwait, rows
 from .base import DEFAULT_LOG_MAX_ENTRIES, Store
 
 try:
@@ -308,6 +308,10 @@ class PostgresStore(Store):
         none is made (None is returned); `turnq migrate --from URL --to FILE.json` makes one."""
         return rows.replace_document(self, document, expected=expected)
 
+    def change_waiter(self, session_id: str) -> pgwait.PgWaiter:
+        """LISTEN/NOTIFY: woken as a write that may make the session's work claimable commits."""
+        return pgwait.PgWaiter(self, session_id)
+
     # ----------------------------------------------------------------- writing
 
     @contextmanager
@@ -369,6 +373,7 @@ class PostgresStore(Store):
         if failure is not None:
             state.audit.clear()
             raise failure
+        wake = pgwait.sessions_to_wake(state)  # before `changed` and the audit entries are cleared
         if state.changed:
             self._save(conn, snapshot, state)
             state.changed = False
@@ -377,6 +382,8 @@ class PostgresStore(Store):
             state.audit.clear()
             if self.log_enabled:
                 self._append_log(conn, entries)
+        if wake:  # delivered to LISTENing claimers when (and only if) this transaction commits
+            conn.execute(pgwait.NOTIFY_SQL, (wake,))
 
     def _save(self, conn: Any, snapshot: rows.Snapshot, state: QueueState) -> None:
         changes = rows.diff(snapshot, state)
