@@ -254,6 +254,8 @@ class CommandHandler:
     timeout_s: float | None = None
     store: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Where the command's stdout goes (a file descriptor); None: turnq's own stdout.
+    stdout: int | None = None
     poll_s: float = 0.02
 
     def __call__(self, job: Job) -> Ran:
@@ -277,8 +279,8 @@ class CommandHandler:
 
     def _run(self, job: Job, text: str, claim_file: str) -> Ran:
         try:
-            proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, env=self._env(job, claim_file),
-                                    process_group=0)
+            proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=self.stdout,
+                                    env=self._env(job, claim_file), process_group=0)
         except OSError as err:
             raise InvalidInput(f"cannot run {self.argv[0]!r}: {err.strerror or err}") from None
         feeder = threading.Thread(target=_feed, args=(proc, text), daemon=True)
