@@ -9,7 +9,10 @@ Prints, as medians over repeated runs measured in the same run as their baseline
    of the same file, and the peak memory (tracemalloc) of one operation against the
    file's size;
 3. cycle: enqueue → claim → complete through the library on a small store, in
-   cycles/s, beside a plain `sqlite3` queue doing put → get → ack with a commit each.
+   cycles/s, beside a plain `sqlite3` queue doing put → get → ack with a commit each;
+4. worker: claims/s of `turnq work SESSION -- true` draining 500 batches beside the shell
+   loop `turnq claim && turnq complete` on the same store, and the wake-up latency of
+   `claim --wait` after an enqueue, per backend (`turnq.bench.worker`).
 
 `--quick` (what CI runs) uses fewer runs and the two smaller stores; `--json` prints
 the figures as one JSON document instead of the table. `--backends` also runs
@@ -28,14 +31,15 @@ from typing import Any
 from .cycle import bench_cycle
 from .startup import bench_startup
 from .store import bench_store
+from .worker import bench_worker
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m turnq.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few runs, small stores (for CI; a few seconds)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
-    parser.add_argument("--only", default="startup,store,cycle",
-                        help="comma-separated parts to run: startup, store, cycle (default: all)")
+    parser.add_argument("--only", default="startup,store,cycle,worker",
+                        help="comma-separated parts to run: startup, store, cycle, worker (default: all)")
     parser.add_argument("--sizes", default=None, help="store sizes in batches, e.g. 100,1000 (default: "
                         "100,1000,10000,100000; --quick: 100,1000)")
     parser.add_argument("--runs", type=int, default=None,
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", action="store_true", help="also run turnq.bench.backends, if present")
     args = parser.parse_args(argv)
     parts = {part.strip() for part in args.only.split(",") if part.strip()}
-    unknown = parts - {"startup", "store", "cycle"}
+    unknown = parts - {"startup", "store", "cycle", "worker"}
     if unknown:
         parser.error(f"--only: unknown part(s): {', '.join(sorted(unknown))}")
 
@@ -62,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         if "cycle" in parts:
             figures["cycle"] = bench_cycle(folder, cycles=20 if args.quick else 300,
                                            runs=runs(5), report=out)
+        if "worker" in parts:
+            figures["worker"] = bench_worker(folder, batches=20 if args.quick else 500,
+                                             loop_batches=3 if args.quick else 30, runs=runs(3), report=out)
     if args.backends:
         figures["backends"] = _run_backends(args.quick, out)
     if args.json:
