@@ -233,8 +233,8 @@ def test_timeout_stops_the_command_and_abandons_the_claim(tmp_path: Path, handle
 def test_a_waiting_worker_takes_work_as_it_comes(tmp_path: Path, handler: Path) -> None:
     store = str(tmp_path / "q.json")
     Queue(store).enqueue_text("other", "x")
-    worker = subprocess.Popen(_work(store, handler, tmp_path / "log", "--max-claims", "2", "--max-batches", "1"), env=_env(store),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(_work(store, handler, tmp_path / "log", "--max-claims", "2", "--max-batches", "1"),
+                              env=_env(store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for n in range(2):
             time.sleep(0.5)
@@ -245,6 +245,24 @@ def test_a_waiting_worker_takes_work_as_it_comes(tmp_path: Path, handler: Path) 
             worker.kill()
     assert worker.returncode == 0, err
     assert [r["outcome"] for r in _records(out)] == ["completed", "completed"]
+
+
+def test_sigint_while_waiting_for_work_exits_130(tmp_path: Path, handler: Path) -> None:
+    store = str(tmp_path / "q.json")
+    Queue(store).enqueue_text("other", "x")
+    worker = subprocess.Popen(_work(store, handler, tmp_path / "log"), env=_env(store), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)  # started, and waiting
+        assert worker.poll() is None
+        worker.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        out, err = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 130, err
+    assert out == "" and time.monotonic() - signalled < 10
 
 
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:

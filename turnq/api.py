@@ -38,6 +38,7 @@ from .store import Store, open_store
 
 if TYPE_CHECKING:  # imported by the reading methods that use it (start-up time)
     from . import views
+    from .store.wait import ChangeWaiter
 
 ClaimLike = QueuedWorkClaim | QueuedWorkCompletion | ClaimRef
 T = TypeVar("T")
@@ -219,13 +220,15 @@ class Queue:
     def claim(self, session_id: str, *, owner: str | None = None, boundary: str = "idle",
               ttl_ms: int = engine.DEFAULT_TTL_MS, max_batches: int = engine.DEFAULT_MAX_BATCHES,
               batch_ids: Sequence[str] | None = None, dry_run: bool = False, wait_ms: int = 0,
-              stop: Callable[[], bool] | None = None) -> QueuedWorkClaim | None:
+              stop: Callable[[], bool] | None = None, waiter: ChangeWaiter | None = None) -> QueuedWorkClaim | None:
         """Claim the next run (or exactly `batch_ids`); None when nothing is claimable now.
         `dry_run` returns the claim that would be made, and changes nothing.
 
         `wait_ms`: when nothing is claimable, wait up to that long for work (an enqueue, an
         abandon, a delay that ends, a lease that runs out) and claim it as it comes; None only
-        after the wait. `stop()` true ends the wait early (checked at least every 250 ms)."""
+        after the wait. `stop()` true ends the wait early (checked at least every 250 ms).
+        `waiter`: a `store.change_waiter(session_id)` to keep across several claims (a worker's
+        loop: one PostgreSQL LISTEN connection, not one per claim); None: one per call."""
         _check_session(session_id)
         _check_choice("boundary", boundary, BOUNDARIES)
         owner = owner if owner is not None else self.default_owner()
@@ -247,7 +250,7 @@ class Queue:
             return attempt()[0]
         from .waiting import claim_waiting
 
-        return claim_waiting(self, session_id, attempt, wait_ms, stop)
+        return claim_waiting(self, session_id, attempt, wait_ms, stop, waiter)
 
     def _claim_once(self, session_id: str, owner: str, boundary: str, ttl_ms: int, max_batches: int,
                     batch_ids: Sequence[str] | None) -> tuple[QueuedWorkClaim | None, int | None]:

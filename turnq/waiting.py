@@ -28,20 +28,25 @@ _HINT_SLACK_S = 0.002
 
 def claim_waiting(queue: Queue, session_id: str,
                   attempt: Callable[[], tuple[QueuedWorkClaim | None, int | None]],
-                  wait_ms: int, stop: Callable[[], bool] | None) -> QueuedWorkClaim | None:
+                  wait_ms: int, stop: Callable[[], bool] | None,
+                  waiter: ChangeWaiter | None = None) -> QueuedWorkClaim | None:
+    """`waiter`: one made by the caller, kept across claims (a worker: one PostgreSQL LISTEN
+    connection for its life); None: one for this claim only."""
+    if waiter is None:
+        with queue.store.change_waiter(session_id) as own:
+            return claim_waiting(queue, session_id, attempt, wait_ms, stop, own)
     deadline = time.monotonic() + wait_ms / 1000
-    with queue.store.change_waiter(session_id) as waiter:
-        while True:
-            claim, hint_ms = attempt()
-            if claim is not None:
-                return claim
-            if time.monotonic() >= deadline or (stop is not None and stop()):
-                return None
-            until = deadline
-            if hint_ms is not None and not queue.clock.fixed:
-                # A fixed clock (--now) never reaches the hint: only a change or the deadline wakes.
-                until = min(until, time.monotonic() + max(0, hint_ms - queue.clock.now_ms()) / 1000 + _HINT_SLACK_S)
-            _sleep_until_change(waiter, until, stop)
+    while True:
+        claim, hint_ms = attempt()
+        if claim is not None:
+            return claim
+        if time.monotonic() >= deadline or (stop is not None and stop()):
+            return None
+        until = deadline
+        if hint_ms is not None and not queue.clock.fixed:
+            # A fixed clock (--now) never reaches the hint: only a change or the deadline wakes.
+            until = min(until, time.monotonic() + max(0, hint_ms - queue.clock.now_ms()) / 1000 + _HINT_SLACK_S)
+        _sleep_until_change(waiter, until, stop)
 
 
 def _sleep_until_change(waiter: ChangeWaiter, until: float, stop: Callable[[], bool] | None) -> None:

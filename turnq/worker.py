@@ -112,17 +112,20 @@ def work(queue: Queue, session_id: str, handler: Callable[[Job], Any], *, owner:
         raise InvalidInput("a wait of 0 without idle-exit would poll without pause: give a wait, or idle-exit")
     stop = stop if stop is not None else threading.Event()
     owner = owner if owner is not None else queue.default_owner()
-    handled = 0
-    while (max_claims is None or handled < max_claims) and not stop.is_set():
-        claim = queue.claim(session_id, owner=owner, boundary=boundary, ttl_ms=ttl_ms, max_batches=max_batches,
-                            wait_ms=wait_ms, stop=stop.is_set)
-        if claim is None:
-            if idle_exit:
-                return
-            continue
-        handled += 1
-        yield handle_claim(queue, claim, handler, ttl_ms=ttl_ms, on_failure=on_failure, stop=stop,
-                           stop_signal=stop_signal)
+    # One waiter for the whole loop (PostgreSQL: one LISTEN connection), made before the first look.
+    with contextlib.ExitStack() as resources:
+        waiter = resources.enter_context(queue.store.change_waiter(session_id)) if wait_ms else None
+        handled = 0
+        while (max_claims is None or handled < max_claims) and not stop.is_set():
+            claim = queue.claim(session_id, owner=owner, boundary=boundary, ttl_ms=ttl_ms,
+                                max_batches=max_batches, wait_ms=wait_ms, stop=stop.is_set, waiter=waiter)
+            if claim is None:
+                if idle_exit:
+                    return
+                continue
+            handled += 1
+            yield handle_claim(queue, claim, handler, ttl_ms=ttl_ms, on_failure=on_failure, stop=stop,
+                               stop_signal=stop_signal)
 
 
 def handle_claim(queue: Queue, claim: QueuedWorkClaim, handler: Callable[[Job], Any], *, ttl_ms: int,

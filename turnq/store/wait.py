@@ -61,7 +61,9 @@ class PollingWaiter(ChangeWaiter):
             time.sleep(min(self._interval, left))
             self._interval = min(self._interval * 2, self._max_s)
             current = self._marker()
-            if current is None or current != self._last:
+            if current is None:
+                return True  # no marker: every poll is a maybe (at the backed-off pace)
+            if current != self._last:
                 self._last = current
                 # Work tends to come in bursts: poll fast again after a change.
                 self._interval = self._first_s
