@@ -26,8 +26,8 @@ def test_quick_benchmark_prints_every_figure():
                   "load+dump", "x bare", "peak mem",
                   "cycles/s", "plain sqlite3 put -> get -> ack", "turnq / sqlite3",
                   "turnq work -- true, draining 20 batches", "shell loop claim && complete",
-                  "turnq work / shell loop", "json: enqueue -> claim --wait returns",
-                  "sqlite: enqueue -> claim --wait returns", "postgresql"):
+                  "turnq work / shell loop", "json: enqueue -> claim --wait prints the claim",
+                  "sqlite: enqueue -> claim --wait prints the claim", "postgresql"):
         assert label in out, f"missing {label!r} in:\n{out}"
     rows = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("100", "1000")]
     assert [row[0] for row in rows] == ["100", "1000"]  # one row per store size
