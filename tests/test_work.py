@@ -323,6 +323,13 @@ def test_queue_work_stops_and_abandons_when_asked(tmp_path: Path) -> None:
     assert queue.claim("s").fencing_token == 2
 
 
+def test_queue_work_counts_an_odd_return_value_as_a_failure(tmp_path: Path) -> None:
+    queue = Queue(tmp_path / "q.json")
+    queue.enqueue_text("s", "x")
+    (result,) = list(queue.work("s", lambda job: "yes", idle_exit=True, max_claims=1))
+    assert result.outcome == "abandoned" and "returned str" in result.error
+
+
 def test_queue_work_refuses_a_wait_of_zero_without_idle_exit(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
         next(Queue(tmp_path / "q.json").work("s", lambda job: None, wait_ms=0))

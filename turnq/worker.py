@@ -152,6 +152,8 @@ def handle_claim(queue: Queue, claim: QueuedWorkClaim, handler: Callable[[Job], 
     finally:
         keeper.finish()
     ok, status = _judge(verdict)
+    if not ok and error is None and status is None and verdict is not False:
+        error = f"the handler returned {type(verdict).__name__}: expected None, a bool or an int"
     outcome = _settle(queue, claim, job, verdict, ok, on_failure)
     if outcome == "lease_lost" and error is None:
         error = keeper.error or "the lease was lost: another worker may hold the batches now"
@@ -169,7 +171,7 @@ def _judge(verdict: Any) -> tuple[bool, int | None]:
         return False, None
     if isinstance(verdict, int):
         return verdict == 0, verdict
-    raise InvalidInput(f"a work handler returned {type(verdict).__name__}: expected None, a bool or an int")
+    return False, None  # anything else is a failure (the claim must be settled either way)
 
 
 def _settle(queue: Queue, claim: QueuedWorkClaim, job: Job, verdict: Any, ok: bool, on_failure: str) -> Outcome:
