@@ -333,3 +333,19 @@ def test_queue_work_counts_an_odd_return_value_as_a_failure(tmp_path: Path) -> N
 def test_queue_work_refuses_a_wait_of_zero_without_idle_exit(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
         next(Queue(tmp_path / "q.json").work("s", lambda job: None, wait_ms=0))
+
+
+def test_a_claim_made_as_the_stop_comes_is_given_back_unrun(tmp_path: Path) -> None:
+    import threading
+
+    from turnq.worker import handle_claim
+
+    queue = Queue(tmp_path / "q.json")
+    queue.enqueue_text("s", "x")
+    claim = queue.claim("s")
+    stop = threading.Event()
+    stop.set()
+    ran = []
+    result = handle_claim(queue, claim, ran.append, ttl_ms=1_000, on_failure="abandon", stop=stop)
+    assert result.outcome == "interrupted" and ran == []
+    assert queue.claim("s").fencing_token == claim.fencing_token + 1

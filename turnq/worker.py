@@ -134,6 +134,9 @@ def handle_claim(queue: Queue, claim: QueuedWorkClaim, handler: Callable[[Job], 
     """Run the handler on one claim with its lease kept alive, then settle the claim."""
     job = Job(claim, threading.Event(), stop, stop_signal)
     started_ms, started = queue.clock.now_ms(), time.monotonic()
+    if stop.is_set():  # stopped while the claim was being made: give it back unrun
+        _release(queue, claim)
+        return WorkResult(claim, "interrupted", False, None, None, started_ms, started_ms, 0)
     keeper = LeaseKeeper(queue, claim, ttl_ms, job.lease_lost)
     keeper.start()
     error = None
