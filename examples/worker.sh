@@ -1,54 +1,36 @@
 #!/usr/bin/env bash
-# A worker loop: claim -> work -> complete, until the queue is drained.
+# A worker: `turnq work` claims, runs the handler once per claim (the claim's JSON on its
+# stdin) while renewing the lease, and completes the claim when the handler exits 0
+# (a non-zero exit abandons it, so it is retried with a larger fencing token).
 #
 #   examples/worker.sh SESSION [OWNER]
 #
-# Exit codes it relies on (see README): 0 claimed, 3 nothing to claim (stop
-# cleanly), 4 lease lost on complete (someone else owns the work now: drop it).
-# The store comes from TURNQ_STORE (default ./turnq.json).
-set -uo pipefail
+# --idle-exit stops when the queue is drained; leave it out (and add --wait 30s or not)
+# to keep waiting for work. The store comes from TURNQ_STORE (default ./turnq.json).
+# examples/worker_loop.sh is the same worker as a raw shell loop of claim/complete.
+set -euo pipefail
 
 session=${1:?usage: worker.sh SESSION [OWNER]}
 owner=${2:-worker-$$}
-claim_file=$(mktemp)
-trap 'rm -f "$claim_file"' EXIT
-handled=0
 
-while true; do
-    turnq claim "$session" --owner "$owner" --ttl 2m --json >"$claim_file"
-    status=$?
-    if [ "$status" -eq 3 ]; then
-        echo "worker $owner: queue drained after $handled claim(s)"
-        exit 0
-    elif [ "$status" -ne 0 ]; then
-        echo "worker $owner: claim failed with exit $status" >&2
-        exit "$status"
-    fi
-
-    # The work itself: here, print what the claim holds. A real worker would feed
-    # the turn input to the model, renewing the lease (turnq renew) if it runs long.
-    python3 - "$claim_file" <<'PY'
+# The work itself: here, print what the claim holds. A real handler would feed the turn
+# input to the model; $TURNQ_FENCING_TOKEN guards its side effects against a stale claim.
+handler=$(cat <<'PY'
 import json, sys
-claim = json.load(open(sys.argv[1]))
+claim = json.load(sys.stdin)
 for batch in claim["batches"]:
     for item in batch["items"]:
         payload = item["payload"]
         if payload["type"] == "turn_input":
             texts = [i["text"] for i in payload["input"]["items"] if i["type"] == "text"]
-            print(f"  {claim['claim_id']} (fencing {claim['fencing_token']}): user: {' / '.join(texts)}")
+            what = f"user: {' / '.join(texts)}"
         elif payload["type"] == "process_wake":
-            print(f"  {claim['claim_id']} (fencing {claim['fencing_token']}): wake: {payload['wake']['input']}")
+            what = f"wake: {payload['wake']['input']}"
         else:
-            print(f"  {claim['claim_id']} (fencing {claim['fencing_token']}): command: {payload['command']['kind']}")
+            what = f"command: {payload['command']['kind']}"
+        print(f"  {claim['claim_id']} (fencing {claim['fencing_token']}): {what}")
 PY
+)
 
-    turnq complete --claim @"$claim_file" --json >/dev/null
-    status=$?
-    if [ "$status" -eq 4 ]; then
-        echo "worker $owner: lease lost before completing; the work went back to the queue" >&2
-    elif [ "$status" -ne 0 ]; then
-        echo "worker $owner: complete failed with exit $status" >&2
-        exit "$status"
-    fi
-    handled=$((handled + 1))
-done
+turnq work "$session" --owner "$owner" --ttl 2m --idle-exit -- python3 -c "$handler"
+echo "worker $owner: queue drained"

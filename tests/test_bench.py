@@ -25,7 +25,10 @@ def test_quick_benchmark_prints_every_figure():
                   "turnq complete --json", "x python", "x Typer app",
                   "load+dump", "x bare", "peak mem",
                   "cycles/s", "plain sqlite3 put -> get -> ack", "turnq / sqlite3",
-                  "tombstones: one cycle", "500 tombstones", "x floor"):
+                  "tombstones: one cycle", "500 tombstones", "x floor",
+                  "turnq work -- true, draining 20 batches", "shell loop claim && complete",
+                  "turnq work / shell loop", "json: enqueue -> claim --wait prints the claim",
+                  "sqlite: enqueue -> claim --wait prints the claim", "postgresql"):
         assert label in out, f"missing {label!r} in:\n{out}"
     table = out.split("tombstones: one cycle", 1)[1]
     kinds = [line.split()[0] for line in table.splitlines()[3:] if line.strip()]
@@ -45,6 +48,14 @@ def test_json_output_has_the_figures():
     assert figures["cycle"]["turnq_cycles_per_s"] > 0 and figures["cycle"]["sqlite3_cycles_per_s"] > 0
     assert "startup" not in figures
     assert "cycles/s" in done.stderr  # the table went to stderr, the JSON alone to stdout
+
+
+def test_worker_figures_in_json():
+    done = _bench("--json", "--only", "worker", "--quick", "--runs", "1")
+    assert done.returncode == 0, done.stderr
+    worker = json.loads(done.stdout)["worker"]
+    assert worker["batches"] == 20 and worker["work_claims_per_s"] > 0 and worker["loop_claims_per_s"] > 0
+    assert worker["wake_ms"]["json"] > 0 and worker["wake_ms"]["sqlite"] > 0
 
 
 def test_unknown_part_is_a_usage_error():

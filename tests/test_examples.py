@@ -51,19 +51,37 @@ def test_fixture_script_is_byte_identical_across_runs(tmp_path: Path) -> None:
     assert [v.state for v in queue.inspect("ops").batches] == ["held"]
 
 
-def test_worker_loop_drains_the_queue_and_stops_on_exit_3(tmp_path: Path) -> None:
+def _fixture_store(tmp_path: Path) -> dict[str, str]:
     assert _bash("fixture.sh", "q.json", cwd=tmp_path, env=_env(tmp_path)).returncode == 0
     # At 00:20 the delayed batch is due and the ops lease has run out.
-    env = _env(tmp_path, TURNQ_STORE=str(tmp_path / "q.json"), TURNQ_NOW="2026-01-01T00:20:00Z")
-    chat = _bash("worker.sh", "chat", "w1", cwd=tmp_path, env=env)
-    ops = _bash("worker.sh", "ops", "w2", cwd=tmp_path, env=env)
+    return _env(tmp_path, TURNQ_STORE=str(tmp_path / "q.json"), TURNQ_NOW="2026-01-01T00:20:00Z")
+
+
+def _assert_drained(tmp_path: Path, chat: subprocess.CompletedProcess[str],
+                    ops: subprocess.CompletedProcess[str]) -> None:
     assert chat.returncode == 0 and ops.returncode == 0, chat.stderr + ops.stderr
-    assert "queue drained after 4 claim(s)" in chat.stdout
     assert "user: hi" in chat.stdout and "wake: tests passed" in chat.stdout
     assert "command: reset_session" in chat.stdout
     assert "fencing 2" in ops.stdout  # re-claimed after worker-a's lease expired
     overview = Queue(tmp_path / "q.json", now="2026-01-01T00:20:00Z").overview()
     assert all(s.ready + s.delayed + s.held + s.lease_expired == 0 for s in overview.sessions)
+
+
+def test_worker_runs_turnq_work_until_the_queue_is_drained(tmp_path: Path) -> None:
+    env = _fixture_store(tmp_path)
+    chat = _bash("worker.sh", "chat", "w1", cwd=tmp_path, env=env)
+    ops = _bash("worker.sh", "ops", "w2", cwd=tmp_path, env=env)
+    _assert_drained(tmp_path, chat, ops)
+    assert "worker w1: queue drained" in chat.stdout
+    assert chat.stderr.count("completed") == 4  # turnq work's line per claim, on stderr
+
+
+def test_worker_loop_drains_the_queue_and_stops_on_exit_3(tmp_path: Path) -> None:
+    env = _fixture_store(tmp_path)
+    chat = _bash("worker_loop.sh", "chat", "w1", cwd=tmp_path, env=env)
+    ops = _bash("worker_loop.sh", "ops", "w2", cwd=tmp_path, env=env)
+    _assert_drained(tmp_path, chat, ops)
+    assert "queue drained after 4 claim(s)" in chat.stdout
 
 
 def test_python_api_example(tmp_path: Path) -> None:

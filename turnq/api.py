@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +38,7 @@ from .store import Store, open_store
 
 if TYPE_CHECKING:  # imported by the reading methods that use it (start-up time)
     from . import views
+    from .store.wait import ChangeWaiter
 
 ClaimLike = QueuedWorkClaim | QueuedWorkCompletion | ClaimRef
 T = TypeVar("T")
@@ -226,18 +227,44 @@ class Queue:
 
     def claim(self, session_id: str, *, owner: str | None = None, boundary: str = "idle",
               ttl_ms: int = engine.DEFAULT_TTL_MS, max_batches: int = engine.DEFAULT_MAX_BATCHES,
-              batch_ids: Sequence[str] | None = None, dry_run: bool = False) -> QueuedWorkClaim | None:
+              batch_ids: Sequence[str] | None = None, dry_run: bool = False, wait_ms: int = 0,
+              stop: Callable[[], bool] | None = None, waiter: ChangeWaiter | None = None) -> QueuedWorkClaim | None:
         """Claim the next run (or exactly `batch_ids`); None when nothing is claimable now.
-        `dry_run` returns the claim that would be made, and changes nothing."""
+        `dry_run` returns the claim that would be made, and changes nothing.
+
+        `wait_ms`: when nothing is claimable, wait up to that long for work (an enqueue, an
+        abandon, a delay that ends, a lease that runs out) and claim it as it comes; None only
+        after the wait. `stop()` true ends the wait early (checked at least every 250 ms).
+        `waiter`: a `store.change_waiter(session_id)` to keep across several claims (a worker's
+        loop: one PostgreSQL LISTEN connection, not one per claim); None: one per call."""
         _check_session(session_id)
         _check_choice("boundary", boundary, BOUNDARIES)
         owner = owner if owner is not None else self.default_owner()
         if max_batches < 0:
             raise InvalidInput("max batches must be 0 or more")
+        if wait_ms < 0:
+            raise InvalidInput("the wait must be 0 or more")
         if dry_run:
+            if wait_ms:
+                raise InvalidInput("a dry-run claim cannot wait")
             state = self.store.read(session_id)
             return engine.claim(state, session_id, owner, boundary, ttl_ms, self.clock.now_ms(),
                                 max_batches=max_batches, batch_ids=batch_ids, dry_run=True)
+
+        def attempt() -> tuple[QueuedWorkClaim | None, int | None]:
+            return self._claim_once(session_id, owner, boundary, ttl_ms, max_batches, batch_ids)
+
+        if not wait_ms:
+            return attempt()[0]
+        from .waiting import claim_waiting
+
+        return claim_waiting(self, session_id, attempt, wait_ms, stop, waiter)
+
+    def _claim_once(self, session_id: str, owner: str, boundary: str, ttl_ms: int, max_batches: int,
+                    batch_ids: Sequence[str] | None) -> tuple[QueuedWorkClaim | None, int | None]:
+        """One claim transaction: (the claim, None), or (None, when claimability may next change
+        with no write: see engine.next_change_ms)."""
+        hint: list[int | None] = [None]
 
         def action(state: QueueState, now: int) -> QueuedWorkClaim | None:
             claim = engine.claim(state, session_id, owner, boundary, ttl_ms, now, max_batches=max_batches,
@@ -246,10 +273,20 @@ class Queue:
                 state.record("claim", now, session_id, claim.batch_ids, claim_id=claim.claim_id,
                              owner_id=claim.owner_id, fencing_token=claim.fencing_token, boundary=boundary,
                              expires_at_ms=claim.expires_at_epoch_ms)
+            else:
+                hint[0] = engine.next_change_ms(state, session_id, now)
             return claim
 
-        return self._audited(session_id, {"op": "claim", "session_id": session_id,
+        made = self._audited(session_id, {"op": "claim", "session_id": session_id,
                                           "batch_ids": list(batch_ids or [])}, action)
+        return made, hint[0]
+
+    def work(self, session_id: str, handler: Callable[[Any], Any], **options: Any) -> Iterator[Any]:
+        """Run `handler(job)` on each claim as it comes, keeping its lease alive, and yield a
+        `turnq.worker.WorkResult` per claim (see `turnq.worker.work` for the options)."""
+        from .worker import work
+
+        return work(self, session_id, handler, **options)
 
     def renew(self, claim: ClaimLike, *, ttl_ms: int = engine.DEFAULT_TTL_MS) -> QueuedWorkClaim:
         ref = _checked_ref(claim)

@@ -216,6 +216,17 @@ def merge_keys_equal(a: str | MergeGroup, b: str | MergeGroup) -> bool:
     return a == b
 
 
+def next_change_ms(state: QueueState, session_id: str, now_ms: int) -> int | None:
+    """The earliest time after `now_ms` at which what a claim would take can change with
+    no write to the store: a delay that ends or a lease that runs out. None: only a write
+    (enqueue, abandon, ...) can change it. A waiting claimer sleeps at most until then."""
+    times = [t for stored in state.session(session_id)
+             for t in (stored.batch.available_at_ms,
+                       stored.lease.expires_at_ms if stored.lease is not None else 0)
+             if t > now_ms]
+    return min(times, default=None)
+
+
 def claim(state: QueueState, session_id: str, owner_id: str, boundary: str, ttl_ms: int, now_ms: int, *,
           max_batches: int = DEFAULT_MAX_BATCHES, batch_ids: Sequence[str] | None = None,
           dry_run: bool = False) -> QueuedWorkClaim | None:

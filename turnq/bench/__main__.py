@@ -13,6 +13,9 @@ Prints, as medians over repeated runs measured in the same run as their baseline
 4. tombstones: that cycle (with a new source key) in a session with no tombstones and in
    one with 3,000, on every backend (JSON, SQLite, PostgreSQL when a server answers), in
    one store and one run (turnq/bench/tombstones.py).
+5. worker: claims/s of `turnq work SESSION -- true` draining 500 batches beside the shell
+   loop `turnq claim && turnq complete` on the same store, and the wake-up latency of
+   `claim --wait` after an enqueue, per backend (`turnq.bench.worker`).
 
 `--quick` (what CI runs) uses fewer runs, the two smaller stores and 500 tombstones; `--json` prints
 the figures as one JSON document instead of the table. `--backends` also runs
@@ -32,8 +35,9 @@ from .cycle import bench_cycle
 from .startup import bench_startup
 from .store import bench_store
 from .tombstones import bench_tombstones
+from .worker import bench_worker
 
-PARTS = ("startup", "store", "cycle", "tombstones")
+PARTS = ("startup", "store", "cycle", "tombstones", "worker")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few runs, small stores (for CI; a few seconds)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
     parser.add_argument("--only", default=",".join(PARTS),
-                        help="comma-separated parts to run: startup, store, cycle, tombstones (default: all)")
+                        help="comma-separated parts to run: startup, store, cycle, tombstones, worker (default: all)")
     parser.add_argument("--tombstones", type=int, default=None,
                         help="tombstones in the full session (default 3000; --quick: 500)")
     parser.add_argument("--sizes", default=None, help="store sizes in batches, e.g. 100,1000 (default: "
@@ -74,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             count = args.tombstones if args.tombstones is not None else (500 if args.quick else 3000)
             figures["tombstones"] = bench_tombstones(folder, count=count, cycles=3 if args.quick else 15,
                                                      report=out)
+        if "worker" in parts:
+            figures["worker"] = bench_worker(folder, batches=20 if args.quick else 500,
+                                             loop_batches=3 if args.quick else 30, runs=runs(3), report=out)
     if args.backends:
         figures["backends"] = _run_backends(args.quick, out)
     if args.json:

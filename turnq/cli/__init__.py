@@ -18,7 +18,7 @@ from typing import Any
 #: Every command module, in the order of `turnq --help`: put work in, take it out, look, …
 #: A new command module goes here AND its commands in COMMANDS below.
 MODULES: tuple[str, ...] = (
-    "claim_cmds", "enqueue_cmds", "inspect_cmd",
+    "claim_cmds", "work_cmd", "enqueue_cmds", "inspect_cmd",
     "fixture_cmds", "check_cmds",  # fixtures and checks: import, export, expect, diff, schema
     "store_cmds",  # stores: migrate
     "config_cmds",  # stores: config
@@ -29,6 +29,7 @@ MODULES: tuple[str, ...] = (
 #: (its name is unknown, so every module is imported); it only starts slower.
 COMMANDS: dict[str, str] = {
     **dict.fromkeys(("claim", "complete", "renew", "abandon", "cancel", "vacuum"), "claim_cmds"),
+    "work": "work_cmd",
     **dict.fromkeys(("enqueue", "wake", "reset-session", "refresh-tools"), "enqueue_cmds"),
     "inspect": "inspect_cmd",
     **dict.fromkeys(("import", "export"), "fixture_cmds"),

@@ -42,6 +42,9 @@ def claim(
         "--batch", help="Claim exactly these batches, or nothing (repeatable).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the claim that would be made; write nothing.")]
     = False,
+    wait: Annotated[Optional[str], typer.Option(
+        "--wait", help="When nothing is claimable, wait up to this long for work and claim it as it comes "
+        "(exit 3 after).")] = None,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
@@ -49,6 +52,9 @@ def claim(
 ) -> None:
     """Claim the ready work at a boundary (exit 3 when there is none)."""
     option_u64(max_batches, "--max-batches")
+    wait_ms = option_duration(wait, "--wait") if wait is not None else 0
+    if wait_ms and dry_run:
+        raise InvalidInput("--wait cannot be combined with --dry-run")
     if owner is not None and not owner:
         raise InvalidInput("--owner: the owner id is empty")
     queue = open_queue(store, now, lock_timeout)
@@ -56,7 +62,7 @@ def claim(
     if exact and len(set(exact)) != len(exact):
         raise InvalidInput("--batch: the same batch is named twice")
     made = queue.claim(session, owner=owner, boundary=boundary, ttl_ms=option_duration(ttl, "--ttl"),
-                       max_batches=max_batches, batch_ids=exact, dry_run=dry_run)
+                       max_batches=max_batches, batch_ids=exact, dry_run=dry_run, wait_ms=wait_ms)
     if json_out:
         output.emit_json(None if made is None else made.to_wire())
     else:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..state import QueueState
+
+if TYPE_CHECKING:
+    from .wait import ChangeWaiter
 
 #: How many audit-log entries a store keeps by default; the oldest go first.
 DEFAULT_LOG_MAX_ENTRIES = 10_000
@@ -88,6 +91,14 @@ class Store(ABC):
         """A cheap value that differs whenever the store may have changed, for `turnq watch`
         to poll. None: no cheap way; the watcher reads the state and compares it."""
         return None
+
+    def change_waiter(self, session_id: str) -> ChangeWaiter:
+        """A waiter that blocks until `session_id` may have changed (see store/wait.py). Make it
+        before the first look at the store, so that no change between look and wait is missed.
+        Default: poll `change_marker` with a short, backing-off interval (at most 50 ms)."""
+        from .wait import PollingWaiter
+
+        return PollingWaiter(self.change_marker)
 
     def raw_document(self) -> dict[str, Any]:
         """The store's content as the JSON store document (spec: the store file's format),

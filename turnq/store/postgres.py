@@ -51,7 +51,7 @@ from ..errors import (
 )
 from ..state import QueueState
 from ..redact import redact_location as _redact  # the one redaction (userinfo, password=, encoded)
-from . import pg_schema, pg_tombstones, rows
+from . import pg_schema, pg_tombstones, pgwait, rows
 from .base import DEFAULT_LOG_MAX_ENTRIES, Store
 
 try:
@@ -415,6 +415,10 @@ class PostgresStore(Store):
         none is made (None is returned); `turnq migrate --from URL --to FILE.json` makes one."""
         return rows.replace_document(self, document, expected=expected)
 
+    def change_waiter(self, session_id: str) -> pgwait.PgWaiter:
+        """LISTEN/NOTIFY: woken as a write that may make the session's work claimable commits."""
+        return pgwait.PgWaiter(self, session_id)
+
     # ----------------------------------------------------------------- writing
 
     @contextmanager
@@ -496,6 +500,7 @@ class PostgresStore(Store):
         if failure is not None:
             state.audit.clear()
             raise failure
+        wake = pgwait.sessions_to_wake(state)  # before `changed` and the audit entries are cleared
         with conn.pipeline():
             if state.changed:
                 self._save(conn, snapshot, state)
@@ -505,6 +510,8 @@ class PostgresStore(Store):
                 state.audit.clear()
                 if self.log_enabled:
                     self._append_log(conn, entries)
+            if wake:  # delivered to LISTENing claimers when (and only if) this transaction commits
+                conn.execute(pgwait.NOTIFY_SQL, (wake,))
             conn.execute("COMMIT")
 
     def _save(self, conn: Any, snapshot: rows.Snapshot, state: QueueState) -> None:

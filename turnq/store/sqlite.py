@@ -101,6 +101,7 @@ class SqliteStore(Store):
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._cache = rows.BatchCache()
+        self._commits = 0  # this store's own commits, for change_marker (data_version leaves them out)
 
     def close(self) -> None:
         with self._lock:
@@ -316,6 +317,19 @@ class SqliteStore(Store):
             else:
                 conn.execute("INSERT OR REPLACE INTO turnq_meta (key, value) VALUES (?, ?)", (name, *_to_db((value,))))
 
+    def change_marker(self) -> Any:
+        """`PRAGMA data_version` (it changes when another connection commits) and this store's
+        own commit count: one cheap query, no read transaction."""
+        with self._lock:
+            conn = self._connection(create=False)
+            if conn is None:
+                return ("missing",)
+            try:
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error as err:
+                raise self._error(err, writing=False) from None
+            return (id(conn), version, self._commits)
+
     def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
         with self._reading() as conn:
             if conn is None or self._meta(conn) is None:
@@ -387,6 +401,7 @@ class SqliteStore(Store):
                             self._append_log(conn, entries, int(meta.get("next_log_id", 1)))
                     self._check_identity()  # the last moment: a write not at the path is never acknowledged
                     conn.execute("COMMIT")
+                    self._commits += 1
                 except sqlite3.Error as err:
                     raise self._error(err, writing=True) from None
             except StoreUnwritable:
