@@ -1125,20 +1125,47 @@ class TestExit9StoreUnwritable:
             store_path.chmod(0o644)
 
 
-class TestExit1Internal:
-    def test_an_unexpected_failure_is_exit_1_with_a_traceback_and_a_hint(self, monkeypatch):
+class TestExit70Internal:
+    """An unexpected failure is exit 70 (`internal`), never 1 (`check_failed`): CI must tell a
+    crash from a failed check. One line on stderr; the traceback only with TURNQ_DEBUG=1."""
+
+    @staticmethod
+    def _break_overview(monkeypatch):
         from turnq.api import Queue
 
         def broken(self):  # noqa: ARG001
             raise RuntimeError("boom")
 
         monkeypatch.setattr(Queue, "overview", broken)
+
+    def test_an_unexpected_failure_is_exit_70_with_one_line_and_a_hint(self, monkeypatch):
+        self._break_overview(monkeypatch)
         result = cli("inspect", "--json")
-        assert result.exit_code == 1
+        assert result.exit_code == 70
         assert result.stdout == ""
+        assert "Traceback" not in result.stderr
+        [line] = result.stderr.splitlines()
+        last = json.loads(line)
+        assert last["error"] == "internal" and "report" in last["message"] and "boom" in last["message"]
+        assert "TURNQ_DEBUG=1" in last["message"]
+        human = cli("inspect")
+        assert human.exit_code == 70 and len(human.stderr.splitlines()) == 1
+        assert human.stderr.startswith("turnq: error: internal error (RuntimeError: boom)")
+
+    def test_turnq_debug_adds_the_traceback(self, monkeypatch):
+        self._break_overview(monkeypatch)
+        monkeypatch.setenv("TURNQ_DEBUG", "1")
+        result = cli("inspect")
+        assert result.exit_code == 70
         assert "Traceback" in result.stderr and "boom" in result.stderr
-        last = json.loads(result.stderr.splitlines()[-1])
-        assert last["error"] == "internal" and "report" in last["message"]
+        assert "report it with the traceback above" in result.stderr.splitlines()[-1]
+
+    def test_exit_codes_are_distinct(self):
+        from turnq.errors import ExitStatus
+
+        assert ExitStatus.INTERNAL == 70 and ExitStatus.CHECK_FAILED == 1 and ExitStatus.LIMIT == 10
+        assert ExitStatus(1).code_name == "check_failed" and ExitStatus(70).code_name == "internal"
+        assert len({int(s) for s in ExitStatus}) == len(list(ExitStatus))  # no aliases
 
 
 # =========================================================================== 3. enqueue details

@@ -62,7 +62,8 @@ def claim(
     else:
         from .. import render
 
-        render.claim(made, session, boundary, dry_run=dry_run, exact=bool(batch))
+        output.render_or_json(lambda: render.claim(made, session, boundary, dry_run=dry_run, exact=bool(batch)),
+                              lambda: None if made is None else made.to_wire())
     if made is None:
         raise typer.Exit(EMPTY_EXIT)
 
@@ -130,7 +131,7 @@ def complete(
         return
     from .. import render
 
-    render.completed(done)
+    output.render_or_json(lambda: render.completed(done), done.to_wire)
 
 
 @app.command(rich_help_panel="Take work out")
@@ -155,7 +156,7 @@ def renew(
         return
     from .. import render
 
-    render.renewed(renewed)
+    output.render_or_json(lambda: render.renewed(renewed), renewed.to_wire)
 
 
 @app.command(rich_help_panel="Take work out")
@@ -179,7 +180,7 @@ def abandon(
         return
     from .. import render
 
-    render.released(ref, released)
+    output.render_or_json(lambda: render.released(ref, released), lambda: {"released": released})
 
 
 @app.command(rich_help_panel="Take work out")
@@ -199,7 +200,7 @@ def cancel(
         return
     from .. import render
 
-    render.cancelled(removed)
+    output.render_or_json(lambda: render.cancelled(removed), removed.to_wire)
 
 
 @app.command(rich_help_panel="Take work out")
@@ -220,4 +221,4 @@ def vacuum(
         return
     from .. import render
 
-    render.vacuumed(removed)
+    output.render_or_json(lambda: render.vacuumed(removed), lambda: {"removed": models.dump(removed)})

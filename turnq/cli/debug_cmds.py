@@ -183,6 +183,6 @@ def doctor(
             render_debug.doctor_plan(report)
         if fix and not dry_run and report.changes:
             queue.apply_repairs(report)
-            render_debug.doctor_fixed(report)
+            output.render_or_json(lambda: render_debug.doctor_fixed(report), report.to_wire)
     if not report.healthy:
         raise typer.Exit(ExitStatus.CHECK_FAILED)

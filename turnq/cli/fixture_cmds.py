@@ -44,7 +44,7 @@ def import_(
         return
     from .. import render_checks
 
-    render_checks.imported(result)
+    output.render_or_json(lambda: render_checks.imported(result), result.to_wire)
 
 
 @app.command(rich_help_panel="Fixtures and checks")
