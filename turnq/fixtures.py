@@ -740,10 +740,12 @@ def is_fixture_file(location: str) -> bool:
 def read_state(location: str, *, now_ms: int | None = None, lock_timeout_ms: int = 10_000) -> QueueState:
     """The queue state held by a store (any location `turnq.store.open_store` takes) or built by a
     fixture file into an empty store. A store file that does not exist is an error here."""
+    from .errors import NotFound
     from .store import open_store
 
     if is_fixture_file(location):
         return build_state(parse_file(location), now_ms=now_ms)
-    if "://" not in location and not Path(location).exists():
-        raise InvalidInput(f"{location}: no such store or fixture file")
-    return open_store(location, lock_timeout_ms=lock_timeout_ms).read()
+    store = open_store(location, lock_timeout_ms=lock_timeout_ms)
+    if not store.exists():  # a file, or a database without turnq's tables: not an empty queue
+        raise NotFound(f"{store.location}: no such store or fixture file")
+    return store.read()

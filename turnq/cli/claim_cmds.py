@@ -17,6 +17,7 @@ from .options import (
     NowOpt,
     StoreOpt,
     StrictOpt,
+    open_existing,
     open_queue,
     option_duration,
     option_u64,
@@ -51,7 +52,8 @@ def claim(
     option_u64(max_batches, "--max-batches")
     if owner is not None and not owner:
         raise InvalidInput("--owner: the owner id is empty")
-    queue = open_queue(store, now, lock_timeout)
+    # A dry run only reads: a store that is not there is refused, not an empty queue.
+    queue = open_existing(store, now, lock_timeout) if dry_run else open_queue(store, now, lock_timeout)
     exact = [queue.resolve_batch_id(session, b) for b in batch] if batch else None
     if exact and len(set(exact)) != len(exact):
         raise InvalidInput("--batch: the same batch is named twice")
@@ -77,6 +79,13 @@ ClaimIdOpt = Annotated[Optional[str], typer.Option("--claim-id", help="The claim
 TokenOpt = Annotated[Optional[str], typer.Option("--lease-token", help="The claim's lease token.")]
 BatchesOpt = Annotated[Optional[list[str]], typer.Option(
     "--batch", help="Only these batches (repeatable). [default: every batch carrying the claim]")]
+#: renew and abandon act on the whole claim (spec/semantics.md): --batch never narrows them.
+RenewBatchesOpt = Annotated[Optional[list[str]], typer.Option(
+    "--batch", help="Batches the claim must still hold (repeatable; exit 4 if one does not). Never narrows the "
+    "renewal: every batch carrying the claim is renewed.")]
+AbandonBatchesOpt = Annotated[Optional[list[str]], typer.Option(
+    "--batch", help="Accepted for symmetry (repeatable); never narrows: every batch still carrying the claim is "
+    "released, listed or not.")]
 
 
 def claim_ref(claim_json: str | None, session: str | None, claim_id: str | None, lease_token: str | None,
@@ -140,7 +149,7 @@ def renew(
     claim_json: ClaimOpt = None,
     claim_id: ClaimIdOpt = None,
     lease_token: TokenOpt = None,
-    batch: BatchesOpt = None,
+    batch: RenewBatchesOpt = None,
     ttl: TtlOpt = "15m",
     strict: StrictOpt = False,
     store: StoreOpt = "turnq.json",
@@ -148,7 +157,7 @@ def renew(
     json_out: JsonOpt = False,
     lock_timeout: LockTimeoutOpt = "10s",
 ) -> None:
-    """Extend a claim's lease to now + TTL (exit 4 if the lease was lost)."""
+    """Extend a claim's lease to now + TTL, on every batch carrying it (exit 4 if the lease was lost)."""
     ref = claim_ref(claim_json, session, claim_id, lease_token, batch, strict)
     renewed = open_queue(store, now, lock_timeout).renew(ref, ttl_ms=option_duration(ttl, "--ttl"))
     if json_out:
@@ -165,14 +174,14 @@ def abandon(
     claim_json: ClaimOpt = None,
     claim_id: ClaimIdOpt = None,
     lease_token: TokenOpt = None,
-    batch: BatchesOpt = None,
+    batch: AbandonBatchesOpt = None,
     strict: StrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
     lock_timeout: LockTimeoutOpt = "10s",
 ) -> None:
-    """Give a claim's batches back: claimable again at once."""
+    """Give a claim's batches back, every batch carrying it: claimable again at once."""
     ref = claim_ref(claim_json, session, claim_id, lease_token, batch, strict)
     released = open_queue(store, now, lock_timeout).abandon(ref)
     if json_out:

@@ -16,6 +16,7 @@ from .options import (
     LockTimeoutOpt,
     NowOpt,
     StoreOpt,
+    open_existing,
     open_queue,
     option_duration,
     option_time,
@@ -37,7 +38,7 @@ def explain(
 ) -> None:
     """Why each batch is (or is not) claimable now, at each boundary. Never writes."""
     option_u64(max_batches, "--max-batches")
-    queue = open_queue(store, now)
+    queue = open_existing(store, now)
     shown = queue.explain(session, batch, max_batches=max_batches)
     if json_out:
         output.emit_json(shown.to_wire())
@@ -78,7 +79,7 @@ def log(
     poll_s = option_duration(interval, "--interval") / 1000
     if follow and poll_s <= 0:
         raise InvalidInput("--interval: must be more than 0")
-    queue = open_queue(store, now)
+    queue = open_existing(store, now)
     since_ms = _since(since, queue.clock.now_ms())
     try:
         entries, last_id = queue.history(session_id=session, batch_id=batch, since_ms=since_ms)
@@ -126,7 +127,7 @@ def watch(
         raise InvalidInput("--interval: must be more than 0")
     if not sys.stdout.isatty():
         raise InvalidInput("watch needs a terminal (stdout is not one); use `turnq inspect` or `turnq log --follow`")
-    queue = open_queue(store, now)
+    queue = open_existing(store, now)
     from rich.live import Live
 
     from .. import render_debug
@@ -167,7 +168,7 @@ def doctor(
     if dry_run and not fix:
         raise InvalidInput("--dry-run: only with --fix")
     stale_ms = option_duration(stale_after, "--stale-after")
-    queue = open_queue(store, now, lock_timeout)
+    queue = open_existing(store, now, lock_timeout)
     # Plan first (and show the plan), then write: a failed write still leaves the plan on screen.
     report = queue.doctor(fix=fix, dry_run=fix, stale_claim_ms=stale_ms)
     report.dry_run = dry_run

@@ -11,7 +11,7 @@ import typer
 from ..errors import InvalidInput
 from . import output
 from .app import app
-from .options import JsonOpt, LockTimeoutOpt, NowOpt, StoreOpt, open_queue, option_time
+from .options import JsonOpt, LockTimeoutOpt, NowOpt, StoreOpt, open_existing, open_queue, option_time
 
 FormatOpt = Annotated[Literal["toml", "json"] | None, typer.Option(
     "--format", help="Fixture format. [default: from the file name's extension]", show_default=False)]
@@ -65,9 +65,7 @@ def export(
     if json_out and fmt == "toml":
         raise InvalidInput("--json: the JSON output is the fixture in JSON; it cannot be --format toml")
     fmt = "json" if json_out else (fmt or "toml")
-    queue = open_queue(store, now)
-    if "://" not in store and not Path(store or "turnq.json").exists():
-        raise InvalidInput(f"--store: there is no store at {store}")
+    queue = open_existing(store, now)
     now_ms = queue.clock.now_ms() if queue.clock.fixed else None
     text = fixtures.dumps(fixtures.export_document(queue.store.read(), sessions, now_ms=now_ms), fmt)
     if output_file is None or output_file == "-":

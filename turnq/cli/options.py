@@ -15,7 +15,7 @@ import typer
 from .. import models
 from ..api import Queue
 from ..clock import U64_MAX, parse_duration, parse_time
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from . import output
 
 STORE_HELP = ("Store: a JSON file path, sqlite:///PATH.db (sqlite:////ABS/PATH.db) or postgresql://USER@HOST/DB. "
@@ -45,6 +45,21 @@ def open_queue(store: str, now: str | None, lock_timeout: str = DEFAULT_LOCK_TIM
         return Queue(store or DEFAULT_STORE, now=now_ms, lock_timeout_ms=lock_timeout_ms, **logging)
     except InvalidInput as err:
         raise _named(option, err) from None
+
+
+def open_existing(store: str, now: str | None, lock_timeout: str = DEFAULT_LOCK_TIMEOUT, *,
+                  option: str = "--store") -> Queue:
+    """`open_queue` for a command that only reads: a store that is not there is refused (exit 5),
+    not read as an empty queue (a mistyped --store must not pass a check)."""
+    queue = open_queue(store, now, lock_timeout, option=option)
+    require_store(queue)
+    return queue
+
+
+def require_store(queue: Queue) -> None:
+    if not queue.store.exists():
+        raise NotFound(f"there is no store at {queue.store.location} (nothing was read; check --store or "
+                       "TURNQ_STORE: the first `turnq enqueue` or `turnq import` creates a store)")
 
 
 def log_options() -> dict[str, Any]:

@@ -47,6 +47,12 @@ class Store(ABC):
         kept (the oldest are dropped first; ids are never reused).
         """
 
+    def exists(self) -> bool:
+        """Whether the store is there (a JSON or SQLite file, PostgreSQL tables turnq created),
+        empty or not. Never creates anything. Commands that only read refuse a store that is not
+        there: a mistyped location is not an empty queue. In-memory stores always exist."""
+        return True
+
     def read_log(self, after_id: int = 0) -> list[dict[str, Any]]:
         """The audit entries with `id` > `after_id`, oldest first (each dict holds its `id`).
         A backend that keeps no log raises NotImplementedError: it never pretends to be empty."""

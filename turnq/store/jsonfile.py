@@ -52,6 +52,9 @@ class JsonFileStore(Store):
 
     # ----------------------------------------------------------------- reading
 
+    def exists(self) -> bool:
+        return self.path.exists()
+
     def read(self, session_id: str | None = None) -> QueueState:
         # One file holds every session, and a write rewrites it whole: the scope is moot here.
         text = self._read_text()

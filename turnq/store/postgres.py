@@ -278,6 +278,11 @@ class PostgresStore(Store):
             except psycopg.Error as err:
                 raise self._error(err, writing=False) from None
 
+    def exists(self) -> bool:
+        """turnq's tables exist in the schema (emptied or not)."""
+        with self._reading() as conn:
+            return conn is not None
+
     def read(self, session_id: str | None = None) -> QueueState:
         with self._reading() as conn:
             if conn is None:

@@ -63,6 +63,11 @@ _TOMB_INSERT = (f"INSERT INTO turnq_tombstones ({', '.join(rows.TOMBSTONE_COLUMN
 I64_MAX = 2**63 - 1
 
 
+#: ORDER BY of u64 columns: the values stored negative (above I64_MAX) come after the others.
+_U64_ORDER_SEQ = "enqueue_seq < 0, enqueue_seq"
+_U64_ORDER_SETTLED = "settled_at_ms < 0, settled_at_ms, enqueue_seq < 0, enqueue_seq"
+
+
 def _to_db(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(v - 2**64 if type(v) is int and v > I64_MAX else v for v in row)
 
@@ -174,12 +179,12 @@ class SqliteStore(Store):
               snapshot: rows.Snapshot | None) -> QueueState:
         state = QueueState(next_seq=next_seq)
         if session_id is None:
-            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq").fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq").fetchall()
+            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY {_U64_ORDER_SEQ}").fetchall()
+            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY {_U64_ORDER_SETTLED}").fetchall()
         else:
-            batch_rows = conn.execute(f"{_BATCH_SELECT} WHERE session_id = ? ORDER BY enqueue_seq",
+            batch_rows = conn.execute(f"{_BATCH_SELECT} WHERE session_id = ? ORDER BY {_U64_ORDER_SEQ}",
                                       (session_id,)).fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} WHERE session_id = ? ORDER BY settled_at_ms, enqueue_seq",
+            tomb_rows = conn.execute(f"{_TOMB_SELECT} WHERE session_id = ? ORDER BY {_U64_ORDER_SETTLED}",
                                      (session_id,)).fetchall()
         rows.load_batches([_from_db(r) for r in batch_rows], state, snapshot, self.location, self._cache)
         rows.load_tombstones([_from_db(r) for r in tomb_rows], state, snapshot, self.location)
@@ -205,6 +210,9 @@ class SqliteStore(Store):
             except sqlite3.Error as err:
                 raise self._error(err, writing=False) from None
 
+    def exists(self) -> bool:
+        return self.path.exists()
+
     def read(self, session_id: str | None = None) -> QueueState:
         with self._reading() as conn:
             if conn is None:
@@ -228,8 +236,8 @@ class SqliteStore(Store):
             meta = self._meta(conn)
             if meta is None:
                 return {}
-            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq").fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq").fetchall()
+            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY {_U64_ORDER_SEQ}").fetchall()
+            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY {_U64_ORDER_SETTLED}").fetchall()
             return rows.raw_document(meta.get("next_enqueue_seq"), [_from_db(r) for r in batch_rows],
                                      [_from_db(r) for r in tomb_rows])
 
