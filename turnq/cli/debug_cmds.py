@@ -125,9 +125,9 @@ def watch(
     poll_s = option_duration(interval, "--interval") / 1000
     if poll_s <= 0:
         raise InvalidInput("--interval: must be more than 0")
+    queue = open_existing(store, now)
     if not sys.stdout.isatty():
         raise InvalidInput("watch needs a terminal (stdout is not one); use `turnq inspect` or `turnq log --follow`")
-    queue = open_existing(store, now)
     from rich.live import Live
 
     from .. import render_debug
