@@ -74,7 +74,8 @@ def _details(entry: dict[str, Any], wide: bool = True) -> str:
     for key, label in (("source_key", "key"), ("claim_id", "claim"), ("owner_id", "owner"),
                        ("fencing_token", "token"), ("boundary", "at"), ("reason", "")):
         if entry.get(key) is not None and not (key == "claim_id" and str(entry[key]) in str(entry.get("reason"))):
-            parts.append(f"{label} {entry[key]}".strip())
+            # (not .strip(): it would also eat data's \x1c-\x1f, which Python counts as whitespace)
+            parts.append(f"{label} {entry[key]}" if label else str(entry[key]))
     if entry.get("changes"):
         parts.append("; ".join(str(change) for change in entry["changes"]))
     if entry.get("expires_at_ms") is not None:

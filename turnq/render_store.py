@@ -29,4 +29,5 @@ def migrated(done: Migration) -> None:
     console.print(Text.assemble(("Verification failed", "bold red"), f": {len(done.differences)} difference(s) "
                                 "between the stores read back:"))
     for change in done.differences[:20]:
-        console.print(esc(f"  {change['change']} {change['session_id']} {change['batch_id']}".rstrip()))
+        fields = [str(change[key]) for key in ("change", "session_id", "batch_id") if change[key]]
+        console.print(esc("  " + " ".join(fields)))

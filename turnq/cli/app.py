@@ -12,6 +12,7 @@ escaped: one line stays one line and cannot drive the terminal.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import traceback
 from typing import Any
@@ -99,16 +100,22 @@ def _usage_error(err: Any, json_mode: bool) -> int:
     if type(err).__name__ == "NoArgsIsHelpError":  # `turnq` alone: show the help
         sys.stderr.write(err.format_message() + "\n")
         return ExitStatus.USAGE
-    message = " ".join(err.format_message().replace("Value error, ", "").split())
+    message = one_line(err.format_message().replace("Value error, ", ""))
     command = getattr(getattr(err, "ctx", None), "command_path", None)
     if command:
         message += f" (see '{command} --help')"
     return report_error(ExitStatus.USAGE, message, json_mode)
 
 
+def one_line(message: str) -> str:
+    """Runs of spaces, tabs and line breaks as one space. (Not str.split(): that also eats the
+    separators U+001C-U+001F and U+0085 of data in a message, which escape_control shows.)"""
+    return re.sub(r"[ \t\n\r]+", " ", message).strip(" ")
+
+
 def report_error(status: ExitStatus, message: str, json_mode: bool) -> int:
     """One line on stderr: `turnq: error: …`, or `{"error": CODE_NAME, "message": …}` with --json."""
-    line = " ".join(message.split())
+    line = one_line(message)
     if json_mode:  # json.dumps escapes only C0; C1 and DEL must not reach a terminal either
         sys.stderr.write(json.dumps({"error": status.code_name, "message": escape_control(line)},
                                     ensure_ascii=False) + "\n")
