@@ -17,7 +17,6 @@ from .options import (
     NowOpt,
     StoreOpt,
     open_existing,
-    open_queue,
     option_duration,
     option_time,
     option_u64,
