@@ -595,10 +595,8 @@ def _enqueue(queue: Any, spec: DraftSpec, now: int) -> engine.EnqueueResult:
                                    idempotency_key=command.get("idempotency_key"), strict=True)
     assert spec.draft is not None
     draft = spec.draft
-    if spec.delay_ms is not None:
-        if now + spec.delay_ms > U64_MAX:
-            raise InvalidInput(f"a delay of {spec.delay_ms} ms is out of range")
-        draft = draft.model_copy(update={"available_at_ms": now + spec.delay_ms})
+    if spec.delay_ms is not None:  # now + delay saturates at 2^64-1 (spec: counters at their limit)
+        draft = draft.model_copy(update={"available_at_ms": engine.expiry(now, spec.delay_ms)})
     return queue.enqueue(draft, strict=True)
 
 
