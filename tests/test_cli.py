@@ -33,7 +33,7 @@ MINUTE = 60_000
 HOUR = 3_600_000
 DEFAULT_TTL = 15 * MINUTE
 
-CODE_NAMES = {1: "internal", 2: "usage", 3: "empty", 4: "lease_lost", 5: "not_found", 6: "conflict",
+CODE_NAMES = {1: "check_failed", 2: "usage", 3: "empty", 4: "lease_lost", 5: "not_found", 6: "conflict",
               7: "store_unreadable", 8: "store_busy", 9: "store_unwritable"}
 
 BATCH_KEYS = ["batch_id", "session_id", "enqueue_seq", "source_key", "delivery_policy", "slot_policy",
@@ -617,7 +617,12 @@ class TestInspectCommand:
         assert rows["c"] == {"session_id": "c", "ready": 0, "delayed": 0, "held": 0, "lease_expired": 0,
                              "tombstones": 1, "oldest_enqueued_at_ms": None}
 
-    def test_overview_of_a_missing_store(self):
+    def test_overview_of_a_missing_store_is_not_found_and_of_an_emptied_one_is_empty(self, store_path):
+        result = cli("inspect", "--json")
+        assert result.exit_code == 5 and result.stdout == ""
+        assert json.loads(result.stderr)["error"] == "not_found" and not store_path.exists()
+        enqueue("s", "--text", "x")
+        cli("complete", "--claim", cli("claim", "s", "--json").stdout)
         assert doc(cli("inspect", "--json")) == {"now_ms": NOW, "sessions": []}
         result = cli("inspect")
         assert result.exit_code == 0 and result.stdout.strip() and result.stderr == ""
@@ -692,6 +697,7 @@ class TestInspectCommand:
         assert inspect_session("s", now=at(2 * SECOND))["next_claim"]["idle"] == [made["batches"][0]["batch_id"]]
 
     def test_unknown_session_is_empty(self):
+        enqueue("somebody", "--text", "x")  # the store exists; the session is merely unknown
         view = inspect_session("nobody")
         assert view["batches"] == [] and view["tombstones"] == 0
 
@@ -911,12 +917,13 @@ class TestExit4LeaseLost:
         fails(cli("renew", "s", "--claim-id", made["claim_id"], "--lease-token", "0" * 64), 4)
         assert store_path.read_bytes() == before
 
-    def test_renew_after_part_of_the_claim_was_abandoned_changes_nothing(self, store_path):
+    def test_renew_after_part_of_the_claim_was_reclaimed_changes_nothing(self, store_path):
         a = enqueue("s", "--text", "a")
         enqueue("s", "--text", "b")
-        made = claim("s")
-        ids = ["s", "--claim-id", made["claim_id"], "--lease-token", made["lease_token"]]
-        assert doc(cli("abandon", *ids, "--batch", a["batch_id"], "--json")) == {"released": [a["batch_id"]]}
+        made = claim("s", "--ttl", "1s")
+        # The lease ran out; another worker took a alone. b still carries the old claim.
+        other = claim("s", "--owner", "w2", "--max-batches", "1", now=at(2 * SECOND))
+        assert [b["batch_id"] for b in other["batches"]] == [a["batch_id"]]
         before = store_path.read_bytes()
         fails(cli("renew", "--claim", json.dumps(made), "--ttl", "1h", now=at(MINUTE)), 4, a["batch_id"])
         fails(cli("complete", "--claim", json.dumps(made)), 4)
@@ -1125,20 +1132,48 @@ class TestExit9StoreUnwritable:
             store_path.chmod(0o644)
 
 
-class TestExit1Internal:
-    def test_an_unexpected_failure_is_exit_1_with_a_traceback_and_a_hint(self, monkeypatch):
+class TestExit70Internal:
+    """An unexpected failure is exit 70 (`internal`), never 1 (`check_failed`): CI must tell a
+    crash from a failed check. One line on stderr; the traceback only with TURNQ_DEBUG=1."""
+
+    @staticmethod
+    def _break_overview(monkeypatch):
         from turnq.api import Queue
 
         def broken(self):  # noqa: ARG001
             raise RuntimeError("boom")
 
         monkeypatch.setattr(Queue, "overview", broken)
+        enqueue("s", "--text", "x")  # a store to inspect
+
+    def test_an_unexpected_failure_is_exit_70_with_one_line_and_a_hint(self, monkeypatch):
+        self._break_overview(monkeypatch)
         result = cli("inspect", "--json")
-        assert result.exit_code == 1
+        assert result.exit_code == 70
         assert result.stdout == ""
+        assert "Traceback" not in result.stderr
+        [line] = result.stderr.splitlines()
+        last = json.loads(line)
+        assert last["error"] == "internal" and "report" in last["message"] and "boom" in last["message"]
+        assert "TURNQ_DEBUG=1" in last["message"]
+        human = cli("inspect")
+        assert human.exit_code == 70 and len(human.stderr.splitlines()) == 1
+        assert human.stderr.startswith("turnq: error: internal error (RuntimeError: boom)")
+
+    def test_turnq_debug_adds_the_traceback(self, monkeypatch):
+        self._break_overview(monkeypatch)
+        monkeypatch.setenv("TURNQ_DEBUG", "1")
+        result = cli("inspect")
+        assert result.exit_code == 70
         assert "Traceback" in result.stderr and "boom" in result.stderr
-        last = json.loads(result.stderr.splitlines()[-1])
-        assert last["error"] == "internal" and "report" in last["message"]
+        assert "report it with the traceback above" in result.stderr.splitlines()[-1]
+
+    def test_exit_codes_are_distinct(self):
+        from turnq.errors import ExitStatus
+
+        assert ExitStatus.INTERNAL == 70 and ExitStatus.CHECK_FAILED == 1 and ExitStatus.LIMIT == 10
+        assert ExitStatus(1).code_name == "check_failed" and ExitStatus(70).code_name == "internal"
+        assert len({int(s) for s in ExitStatus}) == len(list(ExitStatus))  # no aliases
 
 
 # =========================================================================== 3. enqueue details
@@ -1499,10 +1534,18 @@ class TestDryRun:
             assert "qwc:1:1" in dry.stdout and "qwc:1:1" in real.stdout
         assert store_path.read_bytes() != before
 
-    def test_nothing_to_claim_and_nothing_created(self, tmp_path):
+    def test_a_missing_store_is_not_found_and_nothing_created(self, tmp_path):
+        result = cli("claim", "s", "--dry-run", "--json")
+        assert (result.exit_code, result.stdout) == (5, "")
+        assert json.loads(result.stderr)["error"] == "not_found"
+        assert list(tmp_path.iterdir()) == []
+
+    def test_nothing_to_claim(self, store_path):
+        enqueue("other", "--text", "x")
+        before = store_path.read_bytes()
         result = cli("claim", "s", "--dry-run", "--json")
         assert (result.exit_code, result.stdout, result.stderr) == (3, "null\n", "")
-        assert list(tmp_path.iterdir()) == []
+        assert store_path.read_bytes() == before
 
     def test_dry_run_of_an_exact_claim(self, store_path):
         a = enqueue("s", "--text", "a")
@@ -1762,12 +1805,12 @@ class TestStoreLocation:
         assert (tmp_path / "elsewhere.json").exists() and not store_path.exists()
         assert [r["session_id"] for r in doc(cli("inspect", "--store", "elsewhere.json", "--json"))["sessions"]] == [
             "s"]
-        assert doc(cli("inspect", "--json"))["sessions"] == []
+        fails(cli("inspect", "--json"), 5, json_mode=True)
 
     def test_missing_folder_is_unwritable_and_creates_nothing(self, tmp_path):
         fails(cli("enqueue", "s", "--text", "x", "--store", "no/such/turnq.json"), 9)
         assert list(tmp_path.iterdir()) == []
-        assert doc(cli("inspect", "--store", "no/such/turnq.json", "--json"))["sessions"] == []
+        fails(cli("inspect", "--store", "no/such/turnq.json", "--json"), 5, "no/such/turnq.json", json_mode=True)
 
     def test_a_directory_is_not_a_store(self, tmp_path):
         (tmp_path / "dir").mkdir()

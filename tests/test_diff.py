@@ -132,7 +132,7 @@ def test_missing_or_bad_inputs(tmp_path: Path) -> None:
     a = tmp_path / "a.json"
     Queue(a, now=NOW).enqueue_text("s", "x")
     result = cli("diff", a, tmp_path / "missing.json")
-    assert result.exit_code == 2 and "no such store or fixture" in result.stderr
+    assert result.exit_code == 5 and "no such store or fixture" in result.stderr
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2")
     assert cli("diff", a, bad).exit_code == 7

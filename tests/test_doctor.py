@@ -49,8 +49,10 @@ def test_a_healthy_store_has_no_findings(healthy):
     assert data["healthy"] is True and data["findings"] == []
 
 
-def test_a_missing_store_is_healthy_and_empty(tmp_path):
-    assert doc(cli("doctor", "--json", "--store", str(tmp_path / "none.json")))["healthy"] is True
+def test_a_missing_store_is_not_found(tmp_path):
+    result = cli("doctor", "--json", "--store", str(tmp_path / "none.json"))
+    assert result.exit_code == 5 and json.loads(result.stderr)["error"] == "not_found"
+    assert "none.json" in result.stderr and not (tmp_path / "none.json").exists()
 
 
 def test_format_and_schema_and_unreadable_json(healthy):

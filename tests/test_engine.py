@@ -450,9 +450,9 @@ def test_run_ends_at_a_held_batch_and_does_not_step_over_it(state):
     put(state)
     b = put(state)
     put(state)
-    # Hold b alone: claim a+b, then abandon a only.
+    # Hold b alone: claim a+b, then take a's claim away (abandon always releases a whole claim).
     first = claim(state, max_batches=2)
-    assert engine.abandon(state, ClaimRef(S, first.claim_id, first.lease_token, (first.batches[0].batch_id,)))
+    state.find(S, first.batches[0].batch_id).lease = None
     assert state.find(S, b.batch_id).held_at(NOW)
     got = claim(state, now=NOW + 1)
     assert len(got.batches) == 1
@@ -727,9 +727,8 @@ def test_renew_fails_whole_when_one_batch_no_longer_carries_the_claim(state):
     a = put(state)
     b = put(state)
     got = claim(state, ttl=1000)
-    # a is released and re-claimed by someone else; b still carries the claim.
-    engine.abandon(state, ClaimRef(S, got.claim_id, got.lease_token, (a.batch_id,)))
-    other = claim(state, owner="w2", max_batches=1, now=NOW + 1)
+    # The lease runs out and someone else re-claims a alone; b still carries the claim.
+    other = claim(state, owner="w2", max_batches=1, now=NOW + 1000)
     assert ids_of(other) == [a.batch_id]
     state.changed = False
     before = snapshot(state)
@@ -783,8 +782,7 @@ def test_abandon_only_touches_batches_still_carrying_the_claim(state):
     a = put(state)
     b = put(state)
     got = claim(state, ttl=0)
-    engine.abandon(state, ClaimRef(S, got.claim_id, got.lease_token, (a.batch_id,)))
-    other = claim(state, owner="w2", max_batches=1)
+    other = claim(state, owner="w2", max_batches=1)  # the lease ran out: a is claimed again, alone
     assert ids_of(other) == [a.batch_id]
     assert engine.abandon(state, ClaimRef.of(got)) == [b.batch_id]
     assert state.find(S, a.batch_id).lease.lease_token == other.lease_token

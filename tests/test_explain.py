@@ -157,14 +157,11 @@ def test_max_batches_caps_the_run(q):
 
 
 def test_held_batch_after_the_head_ends_the_run(q, clock):
-    head = add(q, "head", delivery_policy=EARLY)
+    # Hold `middle` alone: the head is delayed while a claim takes the middle, then becomes ready.
+    head = add(q, "head", delivery_policy=EARLY, available_at_ms=NOW + 1000)
     middle = add(q, "middle", delivery_policy=EARLY)
-    # Hold `middle` alone: claim both, then abandon just the head.
-    both = q.claim("s", owner="w1", ttl_ms=60_000)
-    assert both.batch_ids == [head, middle]
-    from turnq.engine import ClaimRef
-
-    q.abandon(ClaimRef("s", both.claim_id, both.lease_token, (head,)))
+    assert q.claim("s", owner="w1", ttl_ms=60_000).batch_ids == [middle]
+    clock.advance(1000)
     last = add(q, "last", delivery_policy=EARLY)
     idle = reasons(q)
     assert idle[head].fields["run"] == [head]

@@ -370,9 +370,9 @@ def test_the_readme_example_fixture_imports(tmp_path: Path) -> None:
     assert [v.state for v in queue.inspect("chat").batches] == ["ready", "ready", "delayed", "ready", "ready"]
 
 
-def test_export_of_a_missing_store_and_bad_options_exit_2(tmp_path: Path) -> None:
+def test_export_of_a_missing_store_exits_5_and_bad_options_exit_2(tmp_path: Path) -> None:
     result = cli("export", "--store", tmp_path / "missing.json")
-    assert result.exit_code == 2 and "no store at" in result.stderr
+    assert result.exit_code == 5 and "no store at" in result.stderr
     assert not (tmp_path / "missing.json").exists()
     fixture = write(tmp_path / "f.toml", '[[sessions]]\nid = "s"\ndrafts = [{ text = "a" }]\n')
     result = cli("import", fixture, "--store", tmp_path / "s.json", "--now", "soon")

@@ -58,7 +58,8 @@ def test_reading_creates_nothing(url):
     store = open_store(url)
     assert isinstance(store, PostgresStore)
     assert store.read().session_ids() == [] and store.read_log() == []
-    assert cli("inspect", "--json", store=url)[0] == 0
+    assert store.exists() is False
+    assert cli("inspect", "--json", store=url)[0] == 5  # not there: refused, not read as empty
     assert not _schema_exists(store.schema)
 
 

@@ -48,7 +48,8 @@ def raw(db, query, *params):
 def test_reading_never_creates_the_file(url, db):
     store = open_store(url)
     assert store.read().session_ids() == [] and store.read_log() == []
-    assert cli("inspect", "--json", store=url)[0] == 0
+    assert store.exists() is False
+    assert cli("inspect", "--json", store=url)[0] == 5  # not there: refused, not read as empty
     assert not db.exists()
 
 

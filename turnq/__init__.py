@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # the names below, imported when first used (`turnq` starts q
     from .engine import ClaimRef, EnqueueResult
     from .errors import (
         BatchHeld,
+        CounterLimit,
         ExitStatus,
         InvalidInput,
         LeaseLost,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # the names below, imported when first used (`turnq` starts q
 _EXPORTS = {
     "Queue": "api", "make_draft": "api", "FixedClock": "clock", "SystemClock": "clock",
     "ClaimRef": "engine", "EnqueueResult": "engine",
-    **dict.fromkeys(("BatchHeld", "ExitStatus", "InvalidInput", "LeaseLost", "NotFound", "SourceKeyConflict",
+    **dict.fromkeys(("BatchHeld", "CounterLimit", "ExitStatus", "InvalidInput", "LeaseLost", "NotFound", "SourceKeyConflict",
                      "StoreBusy", "StoreUnreadable", "StoreUnwritable", "TurnqError"), "errors"),
     **dict.fromkeys(("ProcessWakeDelivery", "QueuedWorkBatch", "QueuedWorkBatchDraft", "QueuedWorkClaim",
                      "QueuedWorkCompletion", "SessionCommandReceipt", "Tombstone", "TurnInput"), "models"),
@@ -70,7 +71,7 @@ __version__ = "1.0.0"
 __all__ = [
     "Queue", "make_draft", "FixedClock", "SystemClock", "ClaimRef", "EnqueueResult",
     "TurnqError", "ExitStatus", "InvalidInput", "LeaseLost", "BatchHeld", "NotFound", "SourceKeyConflict",
-    "StoreBusy", "StoreUnreadable", "StoreUnwritable",
+    "StoreBusy", "StoreUnreadable", "StoreUnwritable", "CounterLimit",
     "ProcessWakeDelivery", "QueuedWorkBatch", "QueuedWorkBatchDraft", "QueuedWorkClaim", "QueuedWorkCompletion",
     "SessionCommandReceipt", "Tombstone", "TurnInput",
 ]

@@ -133,9 +133,9 @@ class Queue:
             return self.enqueue_many([draft], strict=strict)[0]
 
         def action(state: QueueState, now: int) -> EnqueueResult:
-            if now + delay_ms > U64_MAX:
+            if not 0 <= delay_ms <= U64_MAX:
                 raise InvalidInput(f"a delay of {delay_ms} ms is out of range")
-            delayed = draft.model_copy(update={"available_at_ms": now + delay_ms})
+            delayed = draft.model_copy(update={"available_at_ms": engine.expiry(now, delay_ms)})
             return _enqueue_logged(state, delayed, now, strict)
 
         return self._audited(draft.session_id, _enqueue_refusal(draft), action)
@@ -187,7 +187,8 @@ class Queue:
                 "input": input,
                 "created_at_ms": now,
             }, what="wake")
-            available = available_at_ms if available_at_ms is not None else (now + delay_ms if delay_ms else 0)
+            available = (available_at_ms if available_at_ms is not None
+                         else engine.expiry(now, delay_ms) if delay_ms else 0)
             return _enqueue_logged(state, engine.wake_draft(wake, available), now, strict, op="wake")
 
         return self._audited(session_id, {"op": "wake", "session_id": session_id, "batch_ids": [],

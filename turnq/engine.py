@@ -13,7 +13,7 @@ from typing import Any, Literal, Sequence
 
 from . import identifiers, ids
 from .clock import format_time
-from .errors import BatchHeld, InvalidInput, LeaseLost, NotFound, SourceKeyConflict
+from .errors import BatchHeld, CounterLimit, InvalidInput, LeaseLost, NotFound, SourceKeyConflict
 from .models import (
     U64_MAX,
     MergeGroup,
@@ -70,6 +70,10 @@ def enqueue(state: QueueState, draft: QueuedWorkBatchDraft, now_ms: int, *, stri
         return replay
     state.expire_tombstones(draft.session_id, now_ms)  # a write of the session: retention applies
     seq = state.next_seq
+    if seq >= U64_MAX:  # the counter would become 2^64: outside the wire's u64, so refused
+        raise CounterLimit(f"the store's enqueue sequence is at its limit ({seq}, 2^64-1): no batch can be "
+                           "enqueued into this store any more; move the queue to a new store "
+                           "(turnq export, then turnq import)")
     batch_id = ids.batch_id(draft.session_id, draft.source_key, now_ms, seq)
     # Every value is valid already (a validated draft, turnq's ids): built without pydantic's
     # validation, whose validator for the batch shapes costs more to build than the operation.
@@ -235,7 +239,7 @@ def claim(state: QueueState, session_id: str, owner_id: str, boundary: str, ttl_
     With `dry_run`, the claim that would be made now is returned, tokens included,
     and nothing changes.
     """
-    check_ttl(ttl_ms, now_ms)
+    check_ttl(ttl_ms)
     if not owner_id:
         raise InvalidInput("the owner id is empty")
     if type(owner_id) is not str:
@@ -249,13 +253,18 @@ def claim(state: QueueState, session_id: str, owner_id: str, boundary: str, ttl_
     if not run:
         return None
     fencing = 1 + max(stored.fencing for stored in run)
+    if fencing > U64_MAX:
+        at_limit = next(stored for stored in run if stored.fencing == U64_MAX)
+        raise CounterLimit(f"the fencing counter of batch {at_limit.batch_id} is at its limit ({U64_MAX}, "
+                           "2^64-1): a claim of it would get fencing token 2^64, so it was refused; cancel the "
+                           "batch and enqueue its work again")
     claim_id = ids.claim_id(run[0].seq, fencing)
     lease = Lease(
         claim_id=claim_id,
         owner_id=owner_id,
         lease_token=ids.lease_token(session_id, owner_id, claim_id, now_ms),
         claimed_at_ms=now_ms,
-        expires_at_ms=now_ms + ttl_ms,
+        expires_at_ms=expiry(now_ms, ttl_ms),
     )
     if not dry_run:
         for stored in run:
@@ -276,9 +285,14 @@ def _plan_exact(state: QueueState, session_id: str, boundary: str, batch_ids: Se
     return run if {stored.batch_id for stored in run} == wanted else []
 
 
-def check_ttl(ttl_ms: int, now_ms: int) -> None:
-    if ttl_ms < 0 or now_ms + ttl_ms > U64_MAX:
-        raise InvalidInput(f"the lease TTL {ttl_ms} ms is out of range")
+def check_ttl(ttl_ms: int) -> None:
+    if type(ttl_ms) is not int or not 0 <= ttl_ms <= U64_MAX:
+        raise InvalidInput(f"the lease TTL {ttl_ms!r} ms is out of range (0 to {U64_MAX})")
+
+
+def expiry(now_ms: int, duration_ms: int) -> int:
+    """`now + duration`, saturating at 2^64-1 as the reference does (times never overflow)."""
+    return min(now_ms + duration_ms, U64_MAX)
 
 
 def claim_of(session_id: str, lease: Lease, fencing: int, batches: list[StoredBatch]) -> QueuedWorkClaim:
@@ -341,12 +355,23 @@ def _claimed_batches(state: QueueState, ref: ClaimRef) -> list[StoredBatch]:
 
 
 def renew(state: QueueState, ref: ClaimRef, ttl_ms: int, now_ms: int) -> QueuedWorkClaim:
-    """Extend every batch of the claim to `now + ttl`, or fail changing nothing."""
-    check_ttl(ttl_ms, now_ms)
-    batches = sorted(_claimed_batches(state, ref), key=lambda b: b.seq)
+    """Extend every batch that carries the claim to `now + ttl`, or fail changing nothing.
+
+    The whole claim, whichever batches `ref` lists: a lease renewed in part would let another
+    worker take the rest while this one still works on it. The listed batches are only
+    checked: if one no longer carries the claim, the lease was lost."""
+    check_ttl(ttl_ms)
+    carriers = _carriers(state, ref)
+    if not carriers:
+        raise _lost(ref, "no batch carries it any more (it expired and was claimed again, or was settled)")
+    held = {stored.batch_id for stored in carriers}
+    missing = [batch_id for batch_id in ref.batch_ids or () if batch_id not in held]
+    if missing:
+        raise _lost(ref, f"batch {missing[0]} no longer carries it")
+    batches = sorted(carriers, key=lambda b: b.seq)
     old = batches[0].lease
     assert old is not None
-    lease = Lease(old.claim_id, old.owner_id, old.lease_token, old.claimed_at_ms, now_ms + ttl_ms)
+    lease = Lease(old.claim_id, old.owner_id, old.lease_token, old.claimed_at_ms, expiry(now_ms, ttl_ms))
     for stored in batches:
         stored.lease = lease
     state.changed = True
@@ -354,9 +379,9 @@ def renew(state: QueueState, ref: ClaimRef, ttl_ms: int, now_ms: int) -> QueuedW
 
 
 def abandon(state: QueueState, ref: ClaimRef) -> list[str]:
-    """Release what still carries the claim (all of it, or the named batches); return their ids."""
-    wanted = None if ref.batch_ids is None else set(ref.batch_ids)
-    released = [b for b in _carriers(state, ref) if wanted is None or b.batch_id in wanted]
+    """Release every batch that still carries the claim, whichever `ref` lists (none, some or
+    all); return their ids. None released means the lease was already lost."""
+    released = _carriers(state, ref)
     for stored in released:
         stored.lease = None
     if released:

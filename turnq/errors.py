@@ -13,7 +13,9 @@ class ExitStatus(IntEnum):
     """The process exit codes of the `turnq` command (spec/cli.md, *Exit codes*)."""
 
     OK = 0
-    INTERNAL = 1
+    # A check found problems (`turnq doctor`; `expect`, `diff`): the exit code of a failed
+    # test, as `test`, `cmp` and `diff` use it.
+    CHECK_FAILED = 1
     USAGE = 2
     EMPTY = 3
     LEASE_LOST = 4
@@ -24,9 +26,10 @@ class ExitStatus(IntEnum):
     # turnq addition: the store could not be written (read-only file, full disk,
     # missing folder). The store is left as it was.
     STORE_UNWRITABLE = 9
-    # A check found problems (`turnq doctor`; `expect`, `diff`): the exit code of a failed
-    # test, as `test`, `cmp` and `diff` use it. An alias of 1 (an IntEnum alias of INTERNAL).
-    CHECK_FAILED = 1
+    # An operation would take a store counter (enqueue sequence, fencing counter) past 2^64-1.
+    LIMIT = 10
+    # A bug: an unexpected failure. sysexits' EX_SOFTWARE, so CI tells a crash from a failed check.
+    INTERNAL = 70
 
     @property
     def code_name(self) -> str:
@@ -91,3 +94,9 @@ class StoreUnwritable(TurnqError):
     """Writing the store failed; the old store is untouched (exit 9)."""
 
     exit_status = ExitStatus.STORE_UNWRITABLE
+
+
+class CounterLimit(TurnqError):
+    """A store counter would pass 2^64-1 (the wire's u64); nothing changed (exit 10)."""
+
+    exit_status = ExitStatus.LIMIT

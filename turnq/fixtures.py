@@ -642,10 +642,8 @@ def _enqueue(queue: Any, spec: DraftSpec, now: int) -> engine.EnqueueResult:
                                    idempotency_key=command.get("idempotency_key"), strict=True)
     assert spec.draft is not None
     draft = spec.draft
-    if spec.delay_ms is not None:
-        if now + spec.delay_ms > U64_MAX:
-            raise InvalidInput(f"a delay of {spec.delay_ms} ms is out of range")
-        draft = draft.model_copy(update={"available_at_ms": now + spec.delay_ms})
+    if spec.delay_ms is not None:  # now + delay saturates at 2^64-1 (spec: counters at their limit)
+        draft = draft.model_copy(update={"available_at_ms": engine.expiry(now, spec.delay_ms)})
     return queue.enqueue(draft, strict=True)
 
 
@@ -809,10 +807,12 @@ def is_fixture_file(location: str) -> bool:
 def read_state(location: str, *, now_ms: int | None = None, lock_timeout_ms: int = 10_000) -> QueueState:
     """The queue state held by a store (any location `turnq.store.open_store` takes) or built by a
     fixture file into an empty store. A store file that does not exist is an error here."""
+    from .errors import NotFound
     from .store import open_store
 
     if is_fixture_file(location):
         return build_state(parse_file(location), now_ms=now_ms)
-    if "://" not in location and not Path(location).exists():
-        raise InvalidInput(f"{location}: no such store or fixture file")
-    return open_store(location, lock_timeout_ms=lock_timeout_ms).read()
+    store = open_store(location, lock_timeout_ms=lock_timeout_ms)
+    if not store.exists():  # a file, or a database without turnq's tables: not an empty queue
+        raise NotFound(f"{store.location}: no such store or fixture file")
+    return store.read()

@@ -1,16 +1,25 @@
 """Human output: Rich tables and panels that explain the queue's state.
 
 Only the CLI imports this module (and so Rich); `--json` output never does.
+
+Data is shown literally: the consoles here never parse markup or emoji codes in
+strings (a queued `[b]` or `[/]` is text, not a style), every value that comes from
+data goes through `lit`/`esc` (control characters shown as `\x1b`, `\n`), and styled
+lines are built with `Text.assemble`, never with markup strings. As a last guard the
+console escapes any control character left in what it writes (`_Console`).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from rich import box
 from rich.console import Console, Group
-from rich.json import JSON
+from rich.highlighter import JSONHighlighter
 from rich.panel import Panel
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -30,6 +39,7 @@ from .models import (
     Tombstone,
     TurnInputPayload,
 )
+from .textsafe import escape_control
 from .views import BatchView, Overview, SessionView
 
 STATE_STYLE = {"ready": "green", "delayed": "yellow", "held": "cyan", "lease_expired": "red"}
@@ -39,9 +49,23 @@ BOUNDARY_TITLE = {"idle": "idle boundary", "active_turn_checkpoint": "active-tur
 
 
 class _Console(Console):
+    """A console that takes strings literally (no markup, no emoji codes, no highlighting)."""
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("highlight", False)
+        super().__init__(markup=False, emoji=False, **options)
+
     def on_broken_pipe(self) -> None:
         # Rich would exit 1 on its own; let the CLI's one error map decide.
         raise BrokenPipeError
+
+    def _render_buffer(self, buffer: Any) -> str:
+        # The last guard: a control character that reached a segment (a renderer forgot `lit`)
+        # is written escaped, never raw. Rich's own cursor moves are `control` segments.
+        return super()._render_buffer(
+            segment if segment.control else Segment(escape_control(segment.text, keep_newlines=True),
+                                                    segment.style, segment.control)
+            for segment in buffer)
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
         if not self.is_terminal and "soft_wrap" not in kwargs and objects and \
@@ -84,7 +108,23 @@ _READABLE = 10
 
 
 def _console() -> Console:
-    return _Console(highlight=False, soft_wrap=False)
+    return _Console(soft_wrap=False)
+
+
+def esc(value: Any) -> str:
+    """A data value as one line for people: control characters (newlines too) escaped."""
+    return escape_control(str(value))
+
+
+def lit(value: Any, style: str = "", *, multiline: bool = False) -> Text:
+    """A data value as literal Rich text: never markup, control characters escaped
+    (newlines kept as line breaks with `multiline`)."""
+    return Text(escape_control(str(value), keep_newlines=multiline), style=style)
+
+
+def _indented(value: str, indent: str = "  ") -> Text:
+    """A multi-line data text, each line indented."""
+    return Text(indent + escape_control(value, keep_newlines=True).replace("\n", "\n" + indent))
 
 
 # ----------------------------------------------------------------- small pieces
@@ -103,12 +143,23 @@ def when(ms: int, now_ms: int | None = None) -> str:
 
 
 def merge_text(key: Any) -> str:
-    return f"group:{key.group}" if isinstance(key, MergeGroup) else str(key)
+    return f"group:{esc(key.group)}" if isinstance(key, MergeGroup) else str(key)
 
 
 def _clip(text: str, width: int = 40) -> str:
-    one_line = text.replace("\n", "⏎ ")
-    return one_line if len(one_line) <= width else one_line[: width - 1] + "…"
+    """One line of at most `width` characters, control characters escaped (never cut in half)."""
+    one_line = esc(text)
+    if len(one_line) <= width:
+        return one_line
+    shown: list[str] = []
+    used = 0
+    for char in text:
+        piece = esc(char)
+        if used + len(piece) > width - 1:
+            break
+        shown.append(piece)
+        used += len(piece)
+    return "".join(shown) + "…"
 
 
 def _fields_grid() -> Table:
@@ -132,10 +183,10 @@ def item_summary(batch: QueuedWorkBatch) -> str:
                 if isinstance(entry, TextItem):
                     parts.append(f'"{_clip(entry.text)}"')
                 elif isinstance(entry, ImageRefItem):
-                    parts.append(image_summary(entry.id, payload.input.image_blobs.get(entry.id)))
+                    parts.append(esc(image_summary(entry.id, payload.input.image_blobs.get(entry.id))))
         elif isinstance(payload, ProcessWakePayload):
             wake = payload.wake
-            parts.append(f"wake {wake.process_id} {wake.event_type} #{wake.sequence}")
+            parts.append(f"wake {esc(wake.process_id)} {esc(wake.event_type)} #{wake.sequence}")
         elif isinstance(payload, SessionCommandPayload):
             parts.append(f"{payload.command.kind}: {_clip(payload.command.reason, 30)}")
     return "; ".join(parts)
@@ -149,11 +200,11 @@ def state_text(view: BatchView, now_ms: int, *, wide: bool = False) -> Text:
         return f" until {format_time(ms)}" if wide else ""
 
     if view.state == "held" and lease is not None:
-        label = f"held by {lease.owner_id}{at(lease.expires_at_ms)} ({format_duration(lease.expires_at_ms - now_ms)} left)"
+        label = f"held by {esc(lease.owner_id)}{at(lease.expires_at_ms)} ({format_duration(lease.expires_at_ms - now_ms)} left)"
     elif view.state == "delayed":
         label = f"delayed{at(view.batch.available_at_ms)} ({format_duration(view.batch.available_at_ms - now_ms)} left)"
     elif view.state == "lease_expired" and lease is not None:
-        label = f"lease of {lease.owner_id} expired {_age(now_ms - lease.expires_at_ms)}: claimable"
+        label = f"lease of {esc(lease.owner_id)} expired {_age(now_ms - lease.expires_at_ms)}: claimable"
     else:
         label = "ready"
     return Text(label, style=STATE_STYLE[view.state])
@@ -164,7 +215,7 @@ WIDE = 180  # from this many columns on, ids are shown whole and policies one pe
 
 def short_id(batch_id: str, console: Console) -> str:
     """`qwb:` + 10 hex digits in a narrow terminal; any unique prefix works in commands."""
-    return batch_id if console.width >= WIDE else batch_id[:14] + "…"
+    return esc(batch_id if console.width >= WIDE else batch_id[:14] + "…")
 
 
 def batch_table(console: Console, views: list[BatchView] | list[QueuedWorkBatch], now_ms: int | None = None,
@@ -192,9 +243,9 @@ def batch_table(console: Console, views: list[BatchView] | list[QueuedWorkBatch]
         batch = entry.batch if isinstance(entry, BatchView) else entry
         ident = short_id(batch.batch_id, console)
         row: list[Any] = [str(batch.enqueue_seq), ident if wide or not batch.source_key else
-                          f"{ident}\nkey {batch.source_key}"]
+                          f"{ident}\nkey {esc(batch.source_key)}"]
         if wide:
-            row += [batch.source_key or "", batch.delivery_policy, batch.slot_policy, merge_text(batch.merge_key)]
+            row += [esc(batch.source_key or ""), batch.delivery_policy, batch.slot_policy, merge_text(batch.merge_key)]
         else:
             row.append(_policy(batch))
         if now_ms is not None and isinstance(entry, BatchView):
@@ -221,7 +272,7 @@ def enqueued(results: list[EnqueueResult]) -> None:
         batch = result.batch
         verb = {"enqueued": "Enqueued into", "replayed": "Already queued (a replay; nothing written) in",
                 "replayed_tombstone": "Already settled (a replay; nothing enqueued) in"}[result.outcome]
-        console.print(f"[bold]{verb}[/bold] session [bold]{batch.session_id}[/bold]:")
+        console.print(Text.assemble((verb, "bold"), " session ", lit(batch.session_id, "bold"), ":"))
         console.print(batch_table(console, [batch]))
         if result.outcome == "enqueued" and batch.available_at_ms > batch.enqueued_at_ms:
             console.print(Text(f"Claimable from {when(batch.available_at_ms, batch.enqueued_at_ms)}."))
@@ -230,8 +281,9 @@ def enqueued(results: list[EnqueueResult]) -> None:
 def command_receipt(result: EnqueueResult) -> None:
     receipt = result.receipt
     verb = "Enqueued" if result.outcome == "enqueued" else "Already queued (replay):"
-    _console().print(f"[bold]{verb}[/bold] {_command_of(result.batch)} for session [bold]{receipt.session_id}"
-                     f"[/bold]\n  batch {receipt.batch_id}\n  source key {receipt.source_key}")
+    _console().print(Text.assemble((verb, "bold"), f" {_command_of(result.batch)} for session ",
+                                   lit(receipt.session_id, "bold"), f"\n  batch {receipt.batch_id}\n  source key ",
+                                   lit(receipt.source_key)))
 
 
 def _command_of(batch: QueuedWorkBatch) -> str:
@@ -248,45 +300,45 @@ def claim(made: QueuedWorkClaim | None, session: str, boundary: str, *, dry_run:
     if made is None:
         why = why or ("the named batches are not exactly what a claim would take now" if exact else
                       "nothing claimable")
-        line = Text("Nothing to claim in session ")
-        line.append(session, style="bold")
-        line.append(f" at the {BOUNDARY_TITLE[boundary]}: {why}. See 'turnq explain {session}'.")
-        console.print(line)
+        console.print(Text.assemble("Nothing to claim in session ", lit(session, "bold"),
+                                    f" at the {BOUNDARY_TITLE[boundary]}: ", lit(why),
+                                    ". See 'turnq explain ", lit(session), "'."))
         return
     title = "Would claim (dry run)" if dry_run else "Claimed"
     header = _fields_grid()
-    header.add_row("claim id", made.claim_id)
-    header.add_row("owner", made.owner_id)
+    header.add_row("claim id", lit(made.claim_id))
+    header.add_row("owner", lit(made.owner_id))
     header.add_row("fencing token", str(made.fencing_token))
-    header.add_row("lease token", made.lease_token)
+    header.add_row("lease token", lit(made.lease_token))
     header.add_row("expires", f"{when(made.expires_at_epoch_ms, made.claimed_at_epoch_ms)}")
-    console.print(Panel(header, title=f"{title}: {len(made.batches)} batch(es) from {session} at "
-                        f"{BOUNDARY_SHORT[boundary]}", title_align="left", expand=False))
+    console.print(Panel(header, title=Text(f"{title}: {len(made.batches)} batch(es) from {esc(session)} at "
+                                           f"{BOUNDARY_SHORT[boundary]}"), title_align="left", expand=False))
     console.print(batch_table(console, made.batches))
     console.print(work_panel(materialize(made.batches, boundary), boundary))
 
 
 def completed(done: QueuedWorkCompletion) -> None:
-    _console().print(f"[bold]Completed[/bold] claim {done.claim_id}: {len(done.batch_ids)} batch(es) removed "
-                     f"from session [bold]{done.session_id}[/bold]\n  " + "\n  ".join(done.batch_ids))
+    _console().print(Text.assemble(("Completed", "bold"), f" claim {esc(done.claim_id)}: {len(done.batch_ids)} "
+                                   "batch(es) removed from session ", lit(done.session_id, "bold"),
+                                   "\n  " + "\n  ".join(esc(b) for b in done.batch_ids)))
 
 
 def renewed(made: QueuedWorkClaim) -> None:
-    _console().print(f"[bold]Renewed[/bold] claim {made.claim_id} ({len(made.batches)} batch(es)): lease now "
-                     f"expires {format_time(made.expires_at_epoch_ms)}")
+    _console().print(Text.assemble(("Renewed", "bold"), f" claim {esc(made.claim_id)} ({len(made.batches)} "
+                                   f"batch(es)): lease now expires {format_time(made.expires_at_epoch_ms)}"))
 
 
 def released(ref: Any, batch_ids: list[str]) -> None:
     if not batch_ids:
-        _console().print(f"Claim {ref.claim_id} held nothing any more: no batch was released.")
+        _console().print(Text(f"Claim {esc(ref.claim_id)} held nothing any more: no batch was released."))
         return
-    _console().print(f"[bold]Abandoned[/bold] claim {ref.claim_id}: {len(batch_ids)} batch(es) claimable again\n  "
-                     + "\n  ".join(batch_ids))
+    _console().print(Text.assemble(("Abandoned", "bold"), f" claim {esc(ref.claim_id)}: {len(batch_ids)} batch(es) "
+                                   "claimable again\n  " + "\n  ".join(esc(b) for b in batch_ids)))
 
 
 def cancelled(batch: QueuedWorkBatch) -> None:
     console = _console()
-    console.print(f"[bold]Cancelled[/bold] in session [bold]{batch.session_id}[/bold]:")
+    console.print(Text.assemble(("Cancelled", "bold"), " in session ", lit(batch.session_id, "bold"), ":"))
     console.print(batch_table(console, [batch]))
 
 
@@ -298,7 +350,8 @@ def vacuumed(removed: list[Tombstone], *, dry_run: bool = False) -> None:
     if dry_run:
         console.print(Text(f"Would drop {len(removed)} tombstone(s) (dry run: nothing written).", style="bold"))
     else:
-        console.print(f"[bold]Dropped {len(removed)} tombstone(s)[/bold]; their source keys are free again.")
+        console.print(Text.assemble((f"Dropped {len(removed)} tombstone(s)", "bold"),
+                                    "; their source keys are free again."))
     console.print(tombstone_table(console, removed))
 
 
@@ -309,7 +362,7 @@ def tombstone_table(console: Console, tombstones: list[Tombstone], title: str | 
     table.add_column("outcome")
     table.add_column("settled")
     for tomb in tombstones:
-        table.add_row(tomb.source_key, short_id(tomb.batch_id, console), tomb.outcome, format_time(tomb.settled_at_ms))
+        table.add_row(esc(tomb.source_key), short_id(tomb.batch_id, console), tomb.outcome, format_time(tomb.settled_at_ms))
     return table
 
 
@@ -321,27 +374,28 @@ def work_panel(work: TurnWork | CheckpointWork, boundary: str) -> Panel:
     if isinstance(work, TurnWork):
         if work.session_command is not None:
             command = work.session_command
-            parts.append(Text(f"Exclusive session command: {command.kind} — {command.reason}", style="bold magenta"))
+            parts.append(Text(f"Exclusive session command: {command.kind} — {esc(command.reason)}",
+                              style="bold magenta"))
         turn_input = work.turn_input
         if turn_input.items:
             parts.append(Text("Turn input:", style="bold"))
             for entry in turn_input.items:
                 if isinstance(entry, TextItem):
-                    parts.append(Text("  " + entry.text.replace("\n", "\n  ")))
+                    parts.append(_indented(entry.text))
                 else:
                     blob = turn_input.image_blobs.get(entry.id)
                     line = image_summary(entry.id, blob) + (", dropped" if blob is None else "")
-                    parts.append(Text(f"  [{line}]", style="dim"))
+                    parts.append(Text(f"  [{esc(line)}]", style="dim"))
         title = "What the runtime gets at the idle boundary"
     else:
         for message in work.messages:
             images = f" (+{len(message.images)} image(s))" if message.images else ""
             parts.append(Text(f"User message{images}:", style="bold"))
-            parts.append(Text("  " + message.content.replace("\n", "\n  ")))
+            parts.append(_indented(message.content))
         title = "What is injected at an active-turn checkpoint"
     for cause in work.turn_causes:
-        parts.append(Text(f"Turn cause {cause.id}:", style="bold"))
-        parts.append(Text("  " + cause.text.replace("\n", "\n  ")))
+        parts.append(Text(f"Turn cause {esc(cause.id)}:", style="bold"))
+        parts.append(_indented(cause.text))
     if not parts:
         parts.append(Text("(nothing for the model)", style="dim"))
     return Panel(Group(*parts), title=title, title_align="left", expand=False)
@@ -370,7 +424,7 @@ def overview(shown: Overview, console: Console | None = None) -> None:
         table.add_column(name, justify="left" if name in ("session", "oldest") else "right", overflow="fold")
     for s in shown.sessions:
         age = "" if s.oldest_enqueued_at_ms is None else _age(shown.now_ms - s.oldest_enqueued_at_ms)
-        table.add_row(s.session_id, str(s.ready), str(s.delayed), str(s.held), str(s.lease_expired),
+        table.add_row(esc(s.session_id), str(s.ready), str(s.delayed), str(s.held), str(s.lease_expired),
                       str(s.tombstones), age)
     console.print(table)
     _retention(console, shown.tombstone_retention_ms)
@@ -385,7 +439,7 @@ def _retention(console: Console, retention_ms: int | None) -> None:
 
 def session(shown: SessionView, console: Console | None = None) -> None:
     console = console or _console()
-    title = (f"Session {shown.session_id} at {format_time(shown.now_ms)}: {len(shown.batches)} batch(es), "
+    title = (f"Session {esc(shown.session_id)} at {format_time(shown.now_ms)}: {len(shown.batches)} batch(es), "
              f"{shown.tombstone_count} tombstone(s)")
     if shown.batches:
         console.print(batch_table(console, shown.batches, shown.now_ms, title=title, caption=True))
@@ -394,11 +448,12 @@ def session(shown: SessionView, console: Console | None = None) -> None:
     for boundary in ("idle", "active_turn_checkpoint"):
         run = shown.next_claim[boundary]
         if not run:
-            console.print(f"[bold]Next claim at the {BOUNDARY_TITLE[boundary]}:[/bold] nothing: "
-                          f"{_why_nothing(shown)}")
+            console.print(Text.assemble((f"Next claim at the {BOUNDARY_TITLE[boundary]}:", "bold"),
+                                        f" nothing: {_why_nothing(shown)}"))
             continue
         seqs = ", ".join(f"seq {b.enqueue_seq}" for b in run)
-        console.print(f"[bold]Next claim at the {BOUNDARY_TITLE[boundary]}:[/bold] {len(run)} batch(es) ({seqs})")
+        console.print(Text.assemble((f"Next claim at the {BOUNDARY_TITLE[boundary]}:", "bold"),
+                                    f" {len(run)} batch(es) ({seqs})"))
         work = shown.materialized[boundary]
         if work is not None:
             console.print(work_panel(work, boundary))
@@ -422,10 +477,10 @@ def batch_detail(shown: BatchView, console: Console | None = None) -> None:
     console = console or _console()
     batch = shown.batch
     grid = _fields_grid()
-    grid.add_row("batch", batch.batch_id)
-    grid.add_row("session", batch.session_id)
+    grid.add_row("batch", lit(batch.batch_id))
+    grid.add_row("session", lit(batch.session_id))
     grid.add_row("seq", str(batch.enqueue_seq))
-    grid.add_row("source key", batch.source_key or "(none)")
+    grid.add_row("source key", lit(batch.source_key) if batch.source_key is not None else "(none)")
     grid.add_row("delivery", batch.delivery_policy)
     grid.add_row("slot", batch.slot_policy)
     grid.add_row("merge key", merge_text(batch.merge_key))
@@ -435,12 +490,12 @@ def batch_detail(shown: BatchView, console: Console | None = None) -> None:
     grid.add_row("fencing counter", str(shown.fencing_counter))
     if shown.lease is not None:
         lease = shown.lease
-        grid.add_row("claim", f"{lease.claim_id} by {lease.owner_id}, token {lease.lease_token}")
+        grid.add_row("claim", lit(f"{lease.claim_id} by {lease.owner_id}, token {lease.lease_token}"))
         grid.add_row("lease", f"claimed {format_time(lease.claimed_at_ms)}, expires {format_time(lease.expires_at_ms)}")
-    console.print(Panel(grid, title=f"Batch {batch.enqueue_seq}", title_align="left", expand=False))
+    console.print(Panel(grid, title=Text(f"Batch {batch.enqueue_seq}"), title_align="left", expand=False))
     for index, item in enumerate(batch.items):
-        console.print(Panel(JSON.from_data(_payload_for_people(item.payload)),
-                            title=f"item {index}: {item.payload.type}", title_align="left", expand=False))
+        console.print(Panel(payload_json(json.dumps(_payload_for_people(item.payload))),
+                            title=Text(f"item {index}: {item.payload.type}"), title_align="left", expand=False))
 
 
 def _payload_for_people(payload: Any) -> Any:
@@ -452,3 +507,13 @@ def _payload_for_people(payload: Any) -> Any:
     data = bare.to_wire()
     data["input"]["image_blobs"] = {key: image_summary(key, blobs[key]) for key in sorted(blobs)}
     return data
+
+
+def payload_json(wire_json: str) -> Text:
+    """A payload's JSON, indented and highlighted. json.dumps escapes C0 in strings; DEL and
+    C1 become JSON escapes (`\\u009b`) too, so the text is still the JSON of the payload."""
+    pretty = json.dumps(json.loads(wire_json), indent=2, ensure_ascii=False)
+    pretty = re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", pretty)
+    text = JSONHighlighter()(Text(pretty))
+    text.no_wrap, text.overflow = True, None
+    return text

@@ -1,6 +1,7 @@
 """Human output of the fixture and check commands (import, expect, diff).
 
-Only the CLI imports this module (and so Rich); `--json` output never does.
+Only the CLI imports this module (and so Rich); `--json` output never does. Strings
+are literal (the console parses no markup) and data is escaped with `esc`, as in `turnq.render`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from .render import _console, when
+from .render import _console, esc, when
 
 
 def imported(result: Any) -> None:
     console = _console()
-    console.print(f"Imported into {result.location} at {when(result.now_ms)}: "
+    console.print(f"Imported into {esc(result.location)} at {when(result.now_ms)}: "
                   f"{len(result.results)} draft(s), {len(result.claims)} claim(s), "
                   f"{result.batches} exact batch(es), {result.tombstones} tombstone(s)")
     if len(result.results) > MANY:
@@ -25,12 +26,12 @@ def imported(result: Any) -> None:
         for column in ("at", "session", "seq", "outcome", "batch"):
             table.add_column(column)
         for where, r in result.results[:FIRST if len(result.results) > MANY else MANY]:
-            table.add_row(where, r.batch.session_id, str(r.batch.enqueue_seq), r.outcome, r.batch.batch_id)
+            table.add_row(esc(where), esc(r.batch.session_id), str(r.batch.enqueue_seq), r.outcome, esc(r.batch.batch_id))
         console.print(table)
         _and_more(console, len(result.results), "draft(s)")
     for where, claim, done in result.claims[:FIRST if len(result.claims) > MANY else MANY]:
-        state = "completed" if done else f"held by {claim.owner_id} until {when(claim.expires_at_epoch_ms)}"
-        console.print(Text(f"{where}: claim {claim.claim_id} (fencing {claim.fencing_token}) of "
+        state = "completed" if done else f"held by {esc(claim.owner_id)} until {when(claim.expires_at_epoch_ms)}"
+        console.print(Text(f"{esc(where)}: claim {esc(claim.claim_id)} (fencing {claim.fencing_token}) of "
                            f"{len(claim.batches)} batch(es), {state}"))
     _and_more(console, len(result.claims), "claim(s)")
 
@@ -49,7 +50,7 @@ def _per_session(results: list[Any]) -> Table:
     for column in ("session", *outcomes):
         table.add_column(column, justify="left" if column == "session" else "right")
     for session, row in counts.items():
-        table.add_row(session, *(str(row.get(outcome, 0)) for outcome in outcomes))
+        table.add_row(esc(session), *(str(row.get(outcome, 0)) for outcome in outcomes))
     return table
 
 
@@ -65,28 +66,30 @@ def expectation(report: Any) -> None:
         table.add_column(column, overflow="fold")
     for check in report.checks:
         mark = Text("ok", style="green") if check.ok else Text("FAILED", style="bold red")
-        table.add_row(check.name, _short_ids(check.expected_text()), _short_ids(check.actual_text()), mark)
+        table.add_row(esc(check.name), _short_ids(esc(check.expected_text())), _short_ids(esc(check.actual_text())),
+                      mark)
     console.print(table)
     if any("qwb:" in c.expected_text() + c.actual_text() for c in report.checks):
         console.print("ids shortened: --json shows them whole")
     failed = [c for c in report.checks if not c.ok]
     if failed:
-        console.print(f"{len(failed)} of {len(report.checks)} check(s) failed for session {report.session_id}")
+        console.print(f"{len(failed)} of {len(report.checks)} check(s) failed for session {esc(report.session_id)}")
     else:
-        console.print(f"all {len(report.checks)} check(s) hold for session {report.session_id}")
+        console.print(f"all {len(report.checks)} check(s) hold for session {esc(report.session_id)}")
 
 
 def difference(result: Any) -> None:
     console = _console()
     if result.equal:
-        console.print(f"no differences between {result.a} and {result.b}")
+        console.print(f"no differences between {esc(result.a)} and {esc(result.b)}")
         return
     table = Table(box=None, padding=(0, 2))
     for column in ("session", "batch", "change", "details"):
         table.add_column(column, overflow="fold")
     for change in result.changes:
-        table.add_row(change.session_id, _short_ids(change.batch_id), change.kind, change.details_text())
-    console.print(f"{result.a} → {result.b}: {len(result.changes)} difference(s)")
+        table.add_row(esc(change.session_id), _short_ids(esc(change.batch_id)), esc(change.kind),
+                      esc(change.details_text()))
+    console.print(f"{esc(result.a)} → {esc(result.b)}: {len(result.changes)} difference(s)")
     console.print(table)
 
 

@@ -1,6 +1,7 @@
 """Human output of the debugging commands: explain, log, watch, doctor (Rich).
 
-Only the CLI imports this module; `--json` output never does.
+Only the CLI imports this module; `--json` output never does. Data (session ids,
+owners, reasons, event types, file names) is shown literally, as in `turnq.render`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from typing import Any
 
 from rich import box
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from . import render
+from .render import esc, lit
 from .clock import format_time
 from .models import BOUNDARIES
 
@@ -27,12 +28,12 @@ def _console() -> Console:
 
 
 def _short(batch_id: str) -> str:
-    return batch_id[:14] + "…" if len(batch_id) > 15 else batch_id
+    return esc(batch_id[:14] + "…" if len(batch_id) > 15 else batch_id)
 
 
 def _shorten_ids(text: str, ids: list[str]) -> str:
     for full in ids:
-        text = text.replace(full, _short(full))
+        text = text.replace(esc(full), _short(full))
     return text
 
 
@@ -43,9 +44,10 @@ def explanation(shown: Any) -> None:
     console = _console()
     wide = console.width >= render.WIDE
     all_ids = [b.batch_id for b in shown.batches] + [i for run in shown.runs.values() for i in run]
-    console.print(f"[bold]Session {escape(shown.session_id)}[/bold] at {format_time(shown.now_ms)}")
+    console.print(Text.assemble(("Session ", "bold"), lit(shown.session_id, "bold"),
+                                f" at {format_time(shown.now_ms)}"))
     for boundary in BOUNDARIES:
-        text = shown.summary[boundary]
+        text = esc(shown.summary[boundary])
         console.print(Text(f"  {render.BOUNDARY_TITLE[boundary]}: {text if wide else _shorten_ids(text, all_ids)}"))
     if not shown.batches:
         return
@@ -55,11 +57,11 @@ def explanation(shown: Any) -> None:
     for boundary in BOUNDARIES:
         table.add_column(f"at the {render.BOUNDARY_TITLE[boundary]}", overflow="fold", ratio=1)
     for entry in shown.batches:
-        row: list[Any] = [str(entry.enqueue_seq), entry.batch_id if wide else _short(entry.batch_id)]
+        row: list[Any] = [str(entry.enqueue_seq), esc(entry.batch_id) if wide else _short(entry.batch_id)]
         for boundary in BOUNDARIES:
             reason = entry.reasons[boundary]
-            text = reason.text if wide else _shorten_ids(reason.text, all_ids)
-            row.append(Text.assemble((reason.code, CODE_STYLE.get(reason.code, "magenta")), f"\n{text}"))
+            text = esc(reason.text) if wide else _shorten_ids(esc(reason.text), all_ids)
+            row.append(Text.assemble((esc(reason.code), CODE_STYLE.get(reason.code, "magenta")), f"\n{text}"))
         table.add_row(*row)
     console.print(table)
 
@@ -72,13 +74,14 @@ def _details(entry: dict[str, Any], wide: bool = True) -> str:
     for key, label in (("source_key", "key"), ("claim_id", "claim"), ("owner_id", "owner"),
                        ("fencing_token", "token"), ("boundary", "at"), ("reason", "")):
         if entry.get(key) is not None and not (key == "claim_id" and str(entry[key]) in str(entry.get("reason"))):
-            parts.append(f"{label} {entry[key]}".strip())
+            # (not .strip(): it would also eat data's \x1c-\x1f, which Python counts as whitespace)
+            parts.append(f"{label} {entry[key]}" if label else str(entry[key]))
     if entry.get("changes"):
         parts.append("; ".join(str(change) for change in entry["changes"]))
     if entry.get("expires_at_ms") is not None:
         until = format_time(entry["expires_at_ms"])
         parts.append(f"until {until if wide else until[11:]}")
-    text = ", ".join(parts)
+    text = esc(", ".join(parts))
     return text if wide else _shorten_ids(text, [str(b) for b in entry.get("batch_ids") or []])
 
 
@@ -90,10 +93,10 @@ def log_table(entries: list[dict[str, Any]], session: str | None = None) -> None
     wide = console.width >= render.WIDE
     times = [format_time(entry.get("at_ms", 0)) for entry in entries]
     days = sorted({t[:10] for t in times})
-    title = "Audit log" + (f" of session {session}" if session else "")
+    title = "Audit log" + (f" of session {esc(session)}" if session else "")
     if not wide:  # the date goes in the title, the column keeps the time of day
         title += f", {days[0]}" + (f" to {days[-1]}" if len(days) > 1 else "") + " (UTC)"
-    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAVY)
+    table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAVY)
     columns = ["id", "at", "op", "batches", "outcome", "details"]
     if session is None:
         columns.insert(3, "session")
@@ -104,11 +107,11 @@ def log_table(entries: list[dict[str, Any]], session: str | None = None) -> None
     for at, entry in zip(times, entries):
         batches = entry.get("batch_ids") or []
         outcome = str(entry.get("outcome"))
-        row: list[Any] = [str(entry.get("id")), at if wide else at[11:], str(entry.get("op"))]
+        row: list[Any] = [esc(entry.get("id")), at if wide else at[11:], esc(entry.get("op"))]
         if session is None:
-            row.append(str(entry.get("session_id") or "*"))
-        row += ["\n".join(b if wide else _short(b) for b in batches),
-                Text(outcome, style=OUTCOME_STYLE.get(outcome, "yellow")), _details(entry, wide)]
+            row.append(esc(entry.get("session_id") or "*"))
+        row += ["\n".join(esc(b) if wide else _short(str(b)) for b in batches),
+                lit(outcome, OUTCOME_STYLE.get(outcome, "yellow")), _details(entry, wide)]
         table.add_row(*row)
     console.print(table)
 
@@ -117,11 +120,11 @@ def log_lines(entries: list[dict[str, Any]], console: Console | None = None) -> 
     """One line per entry, for --follow (a table cannot grow)."""
     console = console or _console()
     for entry in entries:
-        batches = " ".join(_short(b) for b in entry.get("batch_ids") or [])
+        batches = " ".join(_short(str(b)) for b in entry.get("batch_ids") or [])
         outcome = str(entry.get("outcome"))
-        line = Text.assemble(f"#{entry.get('id')} {format_time(entry.get('at_ms', 0))} ",
-                             (str(entry.get("op")), "bold"), f" {entry.get('session_id') or '*'} {batches} ",
-                             (outcome, OUTCOME_STYLE.get(outcome, "yellow")))
+        line = Text.assemble(f"#{esc(entry.get('id'))} {format_time(entry.get('at_ms', 0))} ",
+                             lit(entry.get("op"), "bold"), f" {esc(entry.get('session_id') or '*')} {batches} ",
+                             lit(outcome, OUTCOME_STYLE.get(outcome, "yellow")))
         details = _details(entry)
         if details:
             line.append(f" ({details})")
@@ -137,7 +140,7 @@ def watch_frame(view: Any, location: str, width: int, color_system: Any) -> Grou
     canvas = render._Console(file=buffer, width=width, force_terminal=True, color_system=color_system,
                              highlight=False, soft_wrap=False)
     render.view(view, canvas)
-    header = Text.assemble(("turnq watch", "bold"), f"  {location}  at {format_time(view.now_ms)}  ",
+    header = Text.assemble(("turnq watch", "bold"), f"  {esc(location)}  at {format_time(view.now_ms)}  ",
                            ("Ctrl-C to quit", "dim"))
     return Group(header, Text.from_ansi(buffer.getvalue()))
 
@@ -148,18 +151,19 @@ def watch_frame(view: Any, location: str, width: int, color_system: Any) -> Grou
 def doctor_findings(report: Any) -> None:
     console = _console()
     if not report.findings:
-        console.print(Text.assemble(("healthy", "green"), f": store {report.location} keeps every invariant."))
+        console.print(Text.assemble(("healthy", "green"), f": store {esc(report.location)} keeps every invariant."))
         return
     errors = sum(f.severity == "error" for f in report.findings)
-    console.print(Text(f"Store {report.location}: {errors} error(s), {len(report.findings) - errors} notice(s)"))
+    console.print(Text(f"Store {esc(report.location)}: {errors} error(s), {len(report.findings) - errors} notice(s)"))
     for finding in report.findings:
         style = "red" if finding.severity == "error" else "yellow"
-        head = Text.assemble((f"{finding.severity:<6}", style), " ", (finding.code, "bold"))
+        head = Text.assemble((f"{finding.severity:<6}", style), " ", lit(finding.code, "bold"))
         if finding.batch_id:
-            head.append(f"  batch {finding.batch_id}")
+            head.append(f"  batch {esc(finding.batch_id)}")
         console.print(head, soft_wrap=True)
-        console.print(Text(f"    {finding.message}"), soft_wrap=True)
-        console.print(Text(f"    fix: {finding.fix or '(none safe: decide by hand)'}", style="dim"), soft_wrap=True)
+        console.print(Text(f"    {esc(finding.message)}"), soft_wrap=True)
+        console.print(Text(f"    fix: {esc(finding.fix or '(none safe: decide by hand)')}", style="dim"),
+                      soft_wrap=True)
 
 
 def doctor_plan(report: Any) -> None:
@@ -167,17 +171,18 @@ def doctor_plan(report: Any) -> None:
     if not report.changes:
         console.print("Nothing to repair safely." if report.findings else "Nothing to repair.")
         return
-    console.print("[bold]Planned changes[/bold]" + (" (dry run: nothing is written)" if report.dry_run else ":"))
+    console.print(Text.assemble(("Planned changes", "bold"),
+                                " (dry run: nothing is written)" if report.dry_run else ":"))
     for change in report.changes:
-        console.print(Text(f"  - {change}"), soft_wrap=True)
+        console.print(Text(f"  - {esc(change)}"), soft_wrap=True)
 
 
 def doctor_fixed(report: Any) -> None:
     console = _console()
-    console.print(Text(f"Repaired {report.location}" + (f"; the old file is kept as {report.backup}"
+    console.print(Text(f"Repaired {esc(report.location)}" + (f"; the old file is kept as {esc(report.backup)}"
                                                         if report.backup else "") + "."))
     remaining = [f for f in report.remaining or [] if f.severity == "error"]
     if remaining:
-        console.print(f"[red]{len(remaining)} error(s) remain[/red]: they need a person to decide.")
+        console.print(Text.assemble((f"{len(remaining)} error(s) remain", "red"), ": they need a person to decide."))
     else:
-        console.print("[green]healthy[/green] now.")
+        console.print(Text.assemble(("healthy", "green"), " now."))

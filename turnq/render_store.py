@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from .migrate import Migration
-from .render import _console
+from .render import _console, esc
 
 
 def migrated(done: Migration) -> None:
     console = _console()
-    console.print(f"[bold]Migrated[/bold] {done.source} → {done.target}")
+    console.print(Text.assemble(("Migrated", "bold"), f" {esc(done.source)} → {esc(done.target)}"))
     table = Table(box=box.SIMPLE_HEAVY)
     table.add_column("copied")
     table.add_column("count", justify="right")
@@ -25,11 +26,12 @@ def migrated(done: Migration) -> None:
     if done.backup is not None:
         from rich.text import Text
 
-        console.print(Text(f"The target's old content was kept in {done.backup}"))
+        console.print(Text(f"The target's old content was kept in {esc(done.backup)}"))
     if done.verified:
         console.print("Verified: both stores read back hold the same queue.")
         return
-    console.print(f"[bold red]Verification failed[/bold red]: {len(done.differences)} difference(s) "
-                  "between the stores read back:")
+    console.print(Text.assemble(("Verification failed", "bold red"), f": {len(done.differences)} difference(s) "
+                                "between the stores read back:"))
     for change in done.differences[:20]:
-        console.print(f"  {change['change']} {change['session_id']} {change['batch_id']}".rstrip())
+        fields = [str(change[key]) for key in ("change", "session_id", "batch_id") if change[key]]
+        console.print(esc("  " + " ".join(fields)))

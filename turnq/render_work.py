@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .clock import format_duration
+from .textsafe import escape_control
 from .worker import WorkResult
 
 #: What each outcome means for the claim's batches, and its colour.
@@ -30,7 +31,7 @@ def _console() -> Console:
 
 def _literal(value: object) -> str:
     """Data as printable text: control characters shown escaped, never interpreted."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    return escape_control(str(value))
 
 
 def work_line(result: WorkResult) -> None:

@@ -13,7 +13,7 @@ import typer
 from ..errors import ExitStatus
 from . import output
 from .app import app
-from .options import JsonOpt, NowOpt, StoreOpt, open_queue, option_time
+from .options import JsonOpt, NowOpt, StoreOpt, open_existing, option_time
 
 Boundary = Literal["idle", "active_turn_checkpoint"]
 StateName = Literal["ready", "delayed", "held", "expired"]
@@ -44,7 +44,7 @@ def expect(
     """Check a session's queue: exit 0 when every check holds, 1 with the difference otherwise."""
     from .. import expect as core
 
-    queue = open_queue(store, now)
+    queue = open_existing(store, now)
     wanted = core.Expectations(
         count=count, state=state,
         source_keys=None if source_keys is None else core.split_list(source_keys),

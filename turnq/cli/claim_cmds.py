@@ -17,6 +17,7 @@ from .options import (
     LockTimeoutOpt,
     NowOpt,
     StoreOpt,
+    open_existing,
     open_queue,
     option_duration,
     option_u64,
@@ -57,7 +58,8 @@ def claim(
         raise InvalidInput("--wait cannot be combined with --dry-run")
     if owner is not None and not owner:
         raise InvalidInput("--owner: the owner id is empty")
-    queue = open_queue(store, now, lock_timeout)
+    # A dry run only reads: a store that is not there is refused, not an empty queue.
+    queue = open_existing(store, now, lock_timeout) if dry_run else open_queue(store, now, lock_timeout)
     exact = [queue.resolve_batch_id(session, b) for b in batch] if batch else None
     if exact and len(set(exact)) != len(exact):
         raise InvalidInput("--batch: the same batch is named twice")
@@ -73,7 +75,8 @@ def claim(
             from ..explain import nothing_to_claim
 
             why = nothing_to_claim(queue.explain(session, max_batches=max_batches), boundary, exact)
-        render.claim(made, session, boundary, dry_run=dry_run, exact=bool(batch), why=why)
+        output.render_or_json(lambda: render.claim(made, session, boundary, dry_run=dry_run, exact=bool(batch), why=why),
+                              lambda: None if made is None else made.to_wire())
     if made is None:
         raise typer.Exit(EMPTY_EXIT)
 
@@ -87,6 +90,13 @@ ClaimIdOpt = Annotated[Optional[str], typer.Option("--claim-id", help="The claim
 TokenOpt = Annotated[Optional[str], typer.Option("--lease-token", help="The claim's lease token.")]
 BatchesOpt = Annotated[Optional[list[str]], typer.Option(
     "--batch", help="Only these batches (repeatable). [default: every batch carrying the claim]")]
+#: renew and abandon act on the whole claim (spec/semantics.md): --batch never narrows them.
+RenewBatchesOpt = Annotated[Optional[list[str]], typer.Option(
+    "--batch", help="Batches the claim must still hold (repeatable; exit 4 if one does not). Never narrows the "
+    "renewal: every batch carrying the claim is renewed.")]
+AbandonBatchesOpt = Annotated[Optional[list[str]], typer.Option(
+    "--batch", help="Accepted for symmetry (repeatable); never narrows: every batch still carrying the claim is "
+    "released, listed or not.")]
 
 
 def claim_ref(claim_json: str | None, session: str | None, claim_id: str | None, lease_token: str | None,
@@ -141,7 +151,7 @@ def complete(
         return
     from .. import render
 
-    render.completed(done)
+    output.render_or_json(lambda: render.completed(done), done.to_wire)
 
 
 @app.command(rich_help_panel="Take work out")
@@ -150,7 +160,7 @@ def renew(
     claim_json: ClaimOpt = None,
     claim_id: ClaimIdOpt = None,
     lease_token: TokenOpt = None,
-    batch: BatchesOpt = None,
+    batch: RenewBatchesOpt = None,
     ttl: TtlOpt = "15m",
     strict: ClaimStrictOpt = False,
     store: StoreOpt = "turnq.json",
@@ -158,7 +168,7 @@ def renew(
     json_out: JsonOpt = False,
     lock_timeout: LockTimeoutOpt = "10s",
 ) -> None:
-    """Extend a claim's lease to now + TTL (exit 4 if the lease was lost)."""
+    """Extend a claim's lease to now + TTL, on every batch carrying it (exit 4 if the lease was lost)."""
     ref = claim_ref(claim_json, session, claim_id, lease_token, batch, strict)
     renewed = open_queue(store, now, lock_timeout).renew(ref, ttl_ms=option_duration(ttl, "--ttl"))
     if json_out:
@@ -166,7 +176,7 @@ def renew(
         return
     from .. import render
 
-    render.renewed(renewed)
+    output.render_or_json(lambda: render.renewed(renewed), renewed.to_wire)
 
 
 @app.command(rich_help_panel="Take work out")
@@ -175,14 +185,14 @@ def abandon(
     claim_json: ClaimOpt = None,
     claim_id: ClaimIdOpt = None,
     lease_token: TokenOpt = None,
-    batch: BatchesOpt = None,
+    batch: AbandonBatchesOpt = None,
     strict: ClaimStrictOpt = False,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
     lock_timeout: LockTimeoutOpt = "10s",
 ) -> None:
-    """Give a claim's batches back: claimable again at once."""
+    """Give a claim's batches back, every batch carrying it: claimable again at once."""
     ref = claim_ref(claim_json, session, claim_id, lease_token, batch, strict)
     released = open_queue(store, now, lock_timeout).abandon(ref)
     if json_out:
@@ -190,7 +200,7 @@ def abandon(
         return
     from .. import render
 
-    render.released(ref, released)
+    output.render_or_json(lambda: render.released(ref, released), lambda: {"released": released})
 
 
 @app.command(rich_help_panel="Take work out")
@@ -210,7 +220,7 @@ def cancel(
         return
     from .. import render
 
-    render.cancelled(removed)
+    output.render_or_json(lambda: render.cancelled(removed), removed.to_wire)
 
 
 @app.command(rich_help_panel="Take work out")
@@ -233,4 +243,4 @@ def vacuum(
         return
     from .. import render
 
-    render.vacuumed(removed, dry_run=dry_run)
+    output.render_or_json(lambda: render.vacuumed(removed, dry_run=dry_run), lambda: {"removed": models.dump(removed)})

@@ -16,7 +16,7 @@ from .options import (
     LockTimeoutOpt,
     NowOpt,
     StoreOpt,
-    open_queue,
+    open_existing,
     option_duration,
     option_time,
     option_u64,
@@ -37,7 +37,7 @@ def explain(
 ) -> None:
     """Why each batch is (or is not) claimable now, at each boundary. Never writes."""
     option_u64(max_batches, "--max-batches")
-    queue = open_queue(store, now)
+    queue = open_existing(store, now)
     shown = queue.explain(session, batch, max_batches=max_batches)
     if json_out:
         output.emit_json(shown.to_wire())
@@ -80,7 +80,7 @@ def log(
     poll_s = option_duration(interval, "--interval") / 1000
     if follow and poll_s <= 0:
         raise InvalidInput("--interval: must be more than 0")
-    queue = open_queue(store, now)
+    queue = open_existing(store, now)
     since_ms = _since(since, queue.clock.now_ms())
     try:
         entries, last_id = queue.history(session_id=session, batch_id=batch, since_ms=since_ms)
@@ -126,9 +126,9 @@ def watch(
     poll_s = option_duration(interval, "--interval") / 1000
     if poll_s <= 0:
         raise InvalidInput("--interval: must be more than 0")
+    queue = open_existing(store, now)
     if not sys.stdout.isatty():
         raise InvalidInput("watch needs a terminal (stdout is not one); use `turnq inspect` or `turnq log --follow`")
-    queue = open_queue(store, now)
     from rich.live import Live
 
     from .. import render_debug
@@ -176,7 +176,7 @@ def doctor(
     stale_ms = option_duration(stale_after, "--stale-after")
     if stale_ms == 0:  # every expired lease would be stale, though its holder can still complete it
         raise InvalidInput("--stale-after: must be more than 0 (a lease that just ran out is not stale)")
-    queue = open_queue(store, now, lock_timeout)
+    queue = open_existing(store, now, lock_timeout)
     # Plan first (and show the plan), then write: a failed write still leaves the plan on screen.
     report = queue.doctor(fix=fix, dry_run=fix, stale_claim_ms=stale_ms, clear_stale=clear_stale)
     report.dry_run = dry_run
@@ -192,6 +192,6 @@ def doctor(
             render_debug.doctor_plan(report)
         if fix and not dry_run and report.changes:
             queue.apply_repairs(report)
-            render_debug.doctor_fixed(report)
+            output.render_or_json(lambda: render_debug.doctor_fixed(report), report.to_wire)
     if not report.healthy:
         raise typer.Exit(ExitStatus.CHECK_FAILED)

@@ -195,7 +195,9 @@ def report_enqueued(results: list[EnqueueResult], json_out: bool) -> None:
         return
     from .. import render
 
-    render.enqueued(results)
+    output.render_or_json(lambda: render.enqueued(results),
+                          lambda: results[0].batch.to_wire() if len(results) == 1 else
+                          [result.batch.to_wire() for result in results])
 
 
 def _note_replay(result: EnqueueResult) -> None:
@@ -300,4 +302,4 @@ def _report_command(result: EnqueueResult, json_out: bool) -> None:
         return
     from .. import render
 
-    render.command_receipt(result)
+    output.render_or_json(lambda: render.command_receipt(result), result.receipt.to_wire)

@@ -11,7 +11,7 @@ import typer
 from ..errors import InvalidInput
 from . import output
 from .app import app
-from .options import JsonOpt, LockTimeoutOpt, NowOpt, StoreOpt, open_queue, option_time
+from .options import JsonOpt, LockTimeoutOpt, NowOpt, StoreOpt, open_existing, open_queue, option_time
 
 FormatOpt = Annotated[Literal["toml", "json"] | None, typer.Option(
     "--format", help="Fixture format. [default: from the file name's extension; stdin: JSON when it starts "
@@ -55,7 +55,7 @@ def import_(
         return
     from .. import render_checks
 
-    render_checks.imported(result)
+    output.render_or_json(lambda: render_checks.imported(result), result.to_wire)
 
 
 def _format_of_output(output_file: str | None) -> str:
@@ -86,9 +86,7 @@ def export(
     if json_out and fmt == "toml":
         raise InvalidInput("--json: the JSON output is the fixture in JSON; it cannot be --format toml")
     fmt = "json" if json_out else (fmt or _format_of_output(output_file))
-    queue = open_queue(store, now)
-    if "://" not in store and not Path(store or "turnq.json").exists():
-        raise InvalidInput(f"--store: there is no store at {store}")
+    queue = open_existing(store, now)
     now_ms = queue.clock.now_ms() if queue.clock.fixed else None
     text = fixtures.dumps(fixtures.export_document(queue.store.read(), sessions, now_ms=now_ms), fmt)
     if output_file is None or output_file == "-":

@@ -9,7 +9,7 @@ import typer
 from ..errors import InvalidInput
 from . import output
 from .app import app
-from .options import JsonOpt, NowOpt, StoreOpt, open_queue
+from .options import JsonOpt, NowOpt, StoreOpt, open_existing
 
 
 @app.command(rich_help_panel="Look")
@@ -23,7 +23,9 @@ def inspect(
     json_out: JsonOpt = False,
 ) -> None:
     """Show sessions, a session's batches and next claims, or one batch. Never writes."""
-    queue = open_queue(store, now)
+    if session is None and (batch is not None or pending or tombstones):
+        raise InvalidInput("--batch, --pending and --tombstones need a SESSION")
+    queue = open_existing(store, now)
     if session is None:
         if batch is not None or pending or tombstones:
             raise InvalidInput("--batch, --pending and --tombstones need a SESSION")

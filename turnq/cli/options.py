@@ -15,7 +15,7 @@ import typer
 from .. import limits, models
 from ..api import Queue
 from ..clock import U64_MAX, parse_duration, parse_time, seconds_slip
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from . import output
 
 STORE_HELP = ("Store: a JSON file path, sqlite:///PATH.db (sqlite:////ABS/PATH.db) or postgresql://USER@HOST/DB. "
@@ -76,6 +76,21 @@ def show_store_warnings() -> None:
     while OPENED:
         for message in OPENED.pop(0).store.take_warnings():
             output.warn(message)
+
+
+def open_existing(store: str, now: str | None, lock_timeout: str = DEFAULT_LOCK_TIMEOUT, *,
+                  option: str = "--store") -> Queue:
+    """`open_queue` for a command that only reads: a store that is not there is refused (exit 5),
+    not read as an empty queue (a mistyped --store must not pass a check)."""
+    queue = open_queue(store, now, lock_timeout, option=option)
+    require_store(queue)
+    return queue
+
+
+def require_store(queue: Queue) -> None:
+    if not queue.store.exists():
+        raise NotFound(f"there is no store at {queue.store.location} (nothing was read; check --store or "
+                       "TURNQ_STORE: the first `turnq enqueue` or `turnq import` creates a store)")
 
 
 def log_options() -> dict[str, Any]:

@@ -46,5 +46,5 @@ def migrate(
     else:
         from ..render_store import migrated
 
-        migrated(done)
+        output.render_or_json(lambda: migrated(done), done.to_wire)
     return int(ExitStatus.OK) if done.verified else 1

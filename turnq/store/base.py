@@ -37,7 +37,8 @@ class Store(ABC):
 
     def exists(self) -> bool:
         """Whether the store is there: its file (JSON, SQLite), turnq's tables in the schema
-        (PostgreSQL). A store that was created and emptied exists; a mistyped path does not."""
+        (PostgreSQL), empty or not. Never creates anything. Commands that only read refuse a store
+        that is not there: a mistyped location is not an empty queue. In-memory stores always exist."""
         return True
 
     def warn(self, message: str) -> None:

@@ -74,6 +74,11 @@ _TOMB_INSERT = (f"INSERT INTO turnq_tombstones ({', '.join(rows.TOMBSTONE_COLUMN
 I64_MAX = 2**63 - 1
 
 
+#: ORDER BY of u64 columns: the values stored negative (above I64_MAX) come after the others.
+_U64_ORDER_SEQ = "enqueue_seq < 0, enqueue_seq"
+_U64_ORDER_SETTLED = "settled_at_ms < 0, settled_at_ms, enqueue_seq < 0, enqueue_seq"
+
+
 def _to_db(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(v - 2**64 if type(v) is int and v > I64_MAX else v for v in row)
 
@@ -257,9 +262,9 @@ class SqliteStore(Store):
         state = rows.RowState(self._checked_meta(meta), _Tombstones(self, conn, session_id, snapshot))
         state.tombstone_retention_ms = meta.get(rows.RETENTION_KEY)
         if session_id is None:
-            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq").fetchall()
+            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY {_U64_ORDER_SEQ}").fetchall()
         else:
-            batch_rows = conn.execute(f"{_BATCH_SELECT} WHERE session_id = ? ORDER BY enqueue_seq",
+            batch_rows = conn.execute(f"{_BATCH_SELECT} WHERE session_id = ? ORDER BY {_U64_ORDER_SEQ}",
                                       (session_id,)).fetchall()
         rows.load_batches([_from_db(r) for r in batch_rows], state, snapshot, self.location, self._cache)
         return state
@@ -344,8 +349,8 @@ class SqliteStore(Store):
             meta = self._meta(conn)
             if meta is None:
                 return {}
-            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY enqueue_seq").fetchall()
-            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq").fetchall()
+            batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY {_U64_ORDER_SEQ}").fetchall()
+            tomb_rows = conn.execute(f"{_TOMB_SELECT} ORDER BY {_U64_ORDER_SETTLED}").fetchall()
             return rows.raw_document(meta.get("next_enqueue_seq"), [_from_db(r) for r in batch_rows],
                                      [_from_db(r) for r in tomb_rows])
 
@@ -479,9 +484,9 @@ class _Tombstones:
 
     def load(self) -> list[Any]:
         if self.session_id is None:
-            found = self._query(f"{_TOMB_SELECT} ORDER BY settled_at_ms, enqueue_seq")
+            found = self._query(f"{_TOMB_SELECT} ORDER BY {_U64_ORDER_SETTLED}")
         else:
-            found = self._query(f"{_TOMB_SELECT} WHERE session_id = ? ORDER BY settled_at_ms, enqueue_seq",
+            found = self._query(f"{_TOMB_SELECT} WHERE session_id = ? ORDER BY {_U64_ORDER_SETTLED}",
                                 (self.session_id,))
         loaded = self._decode(found)
         if self.snapshot is not None:
