@@ -155,6 +155,7 @@ PIPE_RUNS = [
     ["log"], ["log", "--json"], ["doctor"], ["claim", "s", "--dry-run"], ["claim", "s", "--json"],
     ["claim", "r", "--json"], ["vacuum"], ["import", "fixture.json", "--store", "other.json"],
     ["migrate", "--from", "turnq.json", "--to", "copy.json"], ["--help"], ["export", "--help"], ["--version"],
+    ["config"], ["config", "--json"], ["work", "s", "--idle-exit", "--json", "--", "true"],
 ]
 
 
@@ -170,6 +171,9 @@ def test_a_reader_that_leaves_ends_every_command_with_141(tmp_path: Path) -> Non
                               stderr=subprocess.PIPE, text=True, env={**os.environ, **env}, cwd=tmp_path, timeout=60)
         os.close(write_end)
         codes[" ".join(args)] = (done.returncode, done.stderr)
+    # `turnq work` says a line per claim on stderr by design (its JSON Lines go to stdout)
+    work = codes.pop("work s --idle-exit --json -- true")
+    assert work[0] == 141 and work[1].startswith("turnq: qwc:"), work
     assert {name: code for name, code in codes.items() if code != (141, "")} == {}
     from turnq.cli import COMMANDS
 
@@ -195,7 +199,7 @@ def test_every_command_help_has_examples_and_plain_metavars(name: str) -> None:
     leaks = re.findall(r"(?m)(?:-[a-z-]+|^  [A-Za-z_]+)(?:\.\.\.)? <[^>]+>|\{[a-z_]+\}|\[\[|list\[", text)
     assert leaks == []
     usage = text.splitlines()[0]
-    assert re.fullmatch(r"Usage: turnq [a-z-]+ \[OPTIONS\]( \[?[A-Z_]+\]?(\.\.\.)?)*", usage), usage
+    assert re.fullmatch(r"Usage: turnq [a-z-]+ \[OPTIONS\]( \[?[A-Z_]+\]?(\.\.\.)?| --)*", usage), usage
 
 
 @pytest.mark.parametrize("name", sorted(_commands()))
@@ -210,7 +214,7 @@ def test_every_example_names_real_options(name: str) -> None:
         words = shlex.split(line.split(" | ")[-1] if f"| turnq {name}" in line else line.split(" | ")[0])
         words = words[: words.index(">")] if ">" in words else words
         assert words[:2] == ["turnq", name], line
-        assert [w for w in words if w.startswith("-") and w != "-" and w not in known] == [], line
+        assert [w for w in words if w.startswith("-") and w not in ("-", "--") and w not in known] == [], line
 
 
 @pytest.mark.parametrize("name", ["complete", "renew", "abandon"])

@@ -24,8 +24,6 @@ def migrated(done: Migration) -> None:
         console.print(f"Replaced what the target held: {done.replaced_batches} batch(es), "
                       f"{done.replaced_tombstones} tombstone(s).")
     if done.backup is not None:
-        from rich.text import Text
-
         console.print(Text(f"The target's old content was kept in {esc(done.backup)}"))
     if done.verified:
         console.print("Verified: both stores read back hold the same queue.")
@@ -35,3 +33,13 @@ def migrated(done: Migration) -> None:
     for change in done.differences[:20]:
         fields = [str(change[key]) for key in ("change", "session_id", "batch_id") if change[key]]
         console.print(esc("  " + " ".join(fields)))
+
+
+def settings(rows: list[tuple[str, str, str]], *, header: bool) -> None:
+    """`turnq config`: setting, value, what it means."""
+    table = Table(box=None, show_header=header, pad_edge=False)
+    for column in ("setting", "value", "meaning"):
+        table.add_column(column, overflow="fold")
+    for name, value, meaning in rows:
+        table.add_row(Text(name), Text(value), Text(meaning))
+    _console().print(table)

@@ -10,7 +10,7 @@ from ..clock import format_duration
 from ..errors import InvalidInput
 from . import output
 from .app import app
-from .options import JsonOpt, LockTimeoutOpt, NowOpt, StoreOpt, open_queue, option_duration
+from .options import JsonOpt, LockTimeoutOpt, NowOpt, StoreOpt, open_existing, open_queue, option_duration
 
 #: CLI name -> (API name, what it means). Values are durations; `off` restores the default.
 SETTINGS = {
@@ -23,17 +23,18 @@ SETTINGS = {
 @app.command(rich_help_panel="Stores")
 def config(
     action: Annotated[Optional[str], typer.Argument(
-        help="get or set; none: list every setting.", metavar="[get|set]", show_default=False)] = None,
-    name: Annotated[Optional[str], typer.Argument(help="tombstone-retention", show_default=False)] = None,
+        help="get or set; none: list every setting.", metavar="ACTION", show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Argument(help="tombstone-retention", metavar="NAME", show_default=False)] = None,
     value: Annotated[Optional[str], typer.Argument(
-        help="For set: a duration (7d, 12h, 300s) or off.", show_default=False)] = None,
+        help="For set: a duration (7d, 12h, 300s) or off.", metavar="VALUE", show_default=False)] = None,
     store: StoreOpt = "turnq.json",
     now: NowOpt = None,
     json_out: JsonOpt = False,
     lock_timeout: LockTimeoutOpt = "10s",
 ) -> None:
     """List, read or change the store's settings, e.g. `turnq config set tombstone-retention 7d`."""
-    queue = open_queue(store, now, lock_timeout)
+    # Listing or reading a setting only reads: a store that is not there is refused (exit 5).
+    queue = (open_queue if action == "set" else open_existing)(store, now, lock_timeout)
     if action is None:
         if name is not None:
             raise InvalidInput("config: give get NAME or set NAME VALUE")
@@ -62,14 +63,10 @@ def _show(settings: dict[str, Any], only: str | None, json_out: bool) -> None:
     if json_out:
         output.emit_json({SETTINGS[n][0]: settings.get(SETTINGS[n][0]) for n in names})
         return
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    from .. import render_store
 
-    table = Table(box=None, show_header=only is None, pad_edge=False)
-    for column in ("setting", "value", "meaning"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for n in names:
         ms = settings.get(SETTINGS[n][0])
-        table.add_row(Text(n), Text("off" if ms is None else format_duration(ms)), Text(SETTINGS[n][1]))
-    Console().print(table)
+        rows.append((n, "off" if ms is None else format_duration(ms), SETTINGS[n][1]))
+    render_store.settings(rows, header=only is None)

@@ -55,6 +55,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "log": ("turnq log root --since 10m", "turnq log --json --follow"),
     "watch": ("turnq watch root",),
     "doctor": ("turnq doctor", "turnq doctor --fix --dry-run"),
+    "config": ("turnq config", "turnq config set tombstone-retention 7d", "turnq config get tombstone-retention --json"),
+    "work": ("turnq work root -- ./handle-turn.sh",
+             "turnq work root --wait 30s --ttl 1m --max-claims 100 --json -- python handler.py",
+             "turnq work root --idle-exit --on-failure keep -- ./handle-turn.sh"),
 }
 
 EXIT_CODES = {
@@ -140,6 +144,8 @@ def polish(commands: dict[str, Any]) -> None:
                 if type(param) is TyperArgument:
                     param.__class__ = _Argument  # a subclass that only changes how it is shown
                 # `[SESSION]...` declared for Typer's old display: the bare word, as usage adds the rest
-                param.metavar = (param.metavar or param.name.upper()).strip("[].")
+                # (a metavar of several words, `-- COMMAND [ARGS]`, is left as written)
+                metavar = param.metavar or param.name.upper()
+                param.metavar = metavar.strip("[].") if " " not in metavar else metavar
             elif param.metavar is None and not param.is_flag and not param.hidden:
                 param.metavar = _option_metavar(param)

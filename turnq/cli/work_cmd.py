@@ -22,7 +22,7 @@ def work(
     session: Annotated[str, typer.Argument(help="Session to take work from.")],
     command: Annotated[list[str], typer.Argument(
         help="The command to run per claim, after `--` (claim JSON on its stdin and in $TURNQ_CLAIM_FILE).",
-        metavar="-- COMMAND [ARGS]...", show_default=False)],
+        metavar="-- COMMAND [ARGS]", show_default=False)],
     owner: Annotated[Optional[str], typer.Option(
         "--owner", envvar="TURNQ_OWNER", help="Who holds the leases. [default: HOSTNAME:PID; turnq under --now]",
         show_default=False)] = None,

@@ -84,10 +84,10 @@ U64_MAX = 2**64 - 1
 #: What nextval would give next, without taking it (no offset added).
 _PEEK_RAW = "(SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM turnq_enqueue_seq)"
 
-#: The next enqueue_seq, taken (one round trip; no row locked). Once 2^64-1 has been given out,
-#: the value past it is returned without taking it (the engine refuses it: exit 10), so the
-#: counter never moves further past the limit.
-TAKE_SEQ = (f"SELECT CASE WHEN value + {_PEEK_RAW} > {U64_MAX} THEN value + {_PEEK_RAW} "
+#: The next enqueue_seq, taken (one round trip; no row locked). At 2^64-1, the last value a store
+#: can hold as its next one, it is returned without taking it: the engine refuses that enqueue
+#: (exit 10), and nextval, which no rollback undoes, would leave the counter past u64.
+TAKE_SEQ = (f"SELECT CASE WHEN value + {_PEEK_RAW} >= {U64_MAX} THEN value + {_PEEK_RAW} "
             "ELSE value + nextval('turnq_enqueue_seq') END FROM turnq_meta WHERE key = 'enqueue_seq_offset'")
 
 #: TAKE_SEQ only if no tombstone of session %s holds source key %s (no row returned then): sent in
