@@ -58,3 +58,21 @@ def queue(store_path: Path):
 def spec_vectors() -> list[dict]:
     path = DATA_DIR / "vectors.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(params=["json", "memory", "sqlite", "postgresql"])
+def any_store(request, tmp_path: Path):
+    """An opened store of each backend kind (closed afterwards, before a PostgreSQL schema is
+    dropped); PostgreSQL skips, saying why, without a server (fails under CI=true)."""
+    from backends import fresh_store_url
+
+    from turnq.store import MemoryStore, open_store
+
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    with fresh_store_url(request.param, tmp_path) as location:
+        opened = open_store(location)
+        yield opened
+        if hasattr(opened, "close"):
+            opened.close()

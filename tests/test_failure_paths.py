@@ -282,8 +282,10 @@ def test_a_symlinked_audit_log_is_refused_and_the_victim_untouched(tmp_path):
     assert code == 9 and out == "" and "symbolic link" in err and "turnq.json.log" in err
     assert victim.read_text() == "precious\n"
     assert not store.exists()  # refused before the state was written
+    Queue(store, now=NOW, log_enabled=False).enqueue_text("s", "x")  # a store there, its log never opened
     code, _out, err = run("log", "--store", store)
     assert code == 9 and "symbolic link" in err
+    assert victim.read_text() == "precious\n"
 
 
 def test_a_dangling_symlinked_lock_file_is_refused_and_nothing_created(tmp_path):
@@ -465,16 +467,18 @@ def test_a_dropped_postgres_connection_is_one_line(monkeypatch, argv):
 
     from turnq.store import postgres
 
-    load = postgres.PostgresStore._load
-
-    def dropped(self, conn, *args, **kwargs):  # the server ends the session mid-operation
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
-        return load(self, conn, *args, **kwargs)
+    def dropping(original):
+        def dropped(self, conn, *args, **kwargs):  # the server ends the session mid-operation
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+            return original(self, conn, *args, **kwargs)
+        return dropped
 
     with postgres_url() as url:
         Queue(url, now=NOW).enqueue_text("s", "x")
-        monkeypatch.setattr(postgres.PostgresStore, "_load", dropped)
+        # reads load through `_load`; a write's first pipeline is `_begin`
+        for name in ("_load", "_begin"):
+            monkeypatch.setattr(postgres.PostgresStore, name, dropping(getattr(postgres.PostgresStore, name)))
         code, out, err = run(*argv, "--store", url)
     assert code == (9 if argv[0] == "enqueue" else 7)
     assert out == "" and err.count("\n") == 1 and "lost the connection to store" in err, err
@@ -515,7 +519,8 @@ def dropped(self, conn, *args, **kwargs):  # psycopg's words when its rollback o
     logging.getLogger("psycopg").warning("error ignored in rollback on %s: %s", conn, "server closed")
     raise postgres.psycopg.OperationalError("server closed the connection unexpectedly")
 
-postgres.PostgresStore._load = dropped
+postgres.PostgresStore._load = dropped  # reads
+postgres.PostgresStore._begin = dropped  # writes (the first pipeline of a transaction)
 sys.argv = ["turnq", *sys.argv[1:]]
 main()
 """

@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 from turnq import CounterLimit, Queue
 from turnq.cli import app
 from turnq.clock import FixedClock
-from turnq.store import MemoryStore, open_store
 
 pytestmark = pytest.mark.usefixtures("cli_built_once")
 
@@ -119,16 +118,10 @@ def test_expiry_and_delay_saturate_at_the_largest_time(store_url):
 # ----------------------------------------------------------------- the API, memory backend included
 
 
-@pytest.fixture(params=["json", "memory", "sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    with fresh_store_url(request.param, tmp_path) as location:
-        opened = open_store(location)
-        yield opened
-        if hasattr(opened, "close"):
-            opened.close()
+@pytest.fixture
+def store(any_store):
+    """Every backend (conftest.any_store)."""
+    return any_store
 
 
 def test_api_refuses_past_the_limit_on_every_backend(store, tmp_path):

@@ -8,25 +8,18 @@ operation needs more than its own session.
 from __future__ import annotations
 
 import pytest
-from backends import fresh_store_url
 
 from turnq import BatchHeld, LeaseLost, NotFound, Queue
 from turnq.clock import FixedClock
-from turnq.store import JsonFileStore, MemoryStore, open_store
+from turnq.store import JsonFileStore, MemoryStore
 
 NOW = 1767225600000
 
 
-@pytest.fixture(params=["json", "memory", "sqlite", "postgresql"])
-def backend(request, tmp_path):
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    with fresh_store_url(request.param, tmp_path) as location:
-        store = open_store(location)
-        yield store
-        if hasattr(store, "close"):
-            store.close()  # before its PostgreSQL schema is dropped
+@pytest.fixture
+def backend(any_store):
+    """Every backend (conftest.any_store)."""
+    return any_store
 
 
 @pytest.fixture

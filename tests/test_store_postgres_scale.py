@@ -195,6 +195,7 @@ def test_ten_processes_with_log_follow_lose_and_repeat_nothing(url, tmp_path):
     """8 processes on 8 sessions, 2 more on one shared session, `turnq log --follow` running:
     every log entry is seen once, in id order; no batch is lost or claimed twice."""
     cycles = 10
+    open_store(url).write_setting("tombstone_retention_ms", None)  # the store exists: `log` refuses a missing one
     follower = subprocess.Popen([sys.executable, "-m", "turnq", "log", "--follow", "--json", "--interval", "50ms",
                                  "--store", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     jobs = [(f"own-{n}", tmp_path / f"out-{n}.json") for n in range(8)]

@@ -33,29 +33,27 @@ def config(
     lock_timeout: LockTimeoutOpt = "10s",
 ) -> None:
     """List, read or change the store's settings, e.g. `turnq config set tombstone-retention 7d`."""
-    # Listing or reading a setting only reads: a store that is not there is refused (exit 5).
-    queue = (open_queue if action == "set" else open_existing)(store, now, lock_timeout)
-    if action is None:
-        if name is not None:
-            raise InvalidInput("config: give get NAME or set NAME VALUE")
-        _show(queue.settings(), None, json_out)
-        return
-    if action not in ("get", "set"):
+    # Every word is checked before the store is opened: bad input never creates or reads a store.
+    if action not in (None, "get", "set"):
         raise InvalidInput(f"config: unknown action {action!r}: expected get or set")
-    if name is None:
+    if action is None and name is not None:
+        raise InvalidInput("config: give get NAME or set NAME VALUE")
+    if action is not None and name is None:
         raise InvalidInput(f"config {action}: name a setting: {', '.join(SETTINGS)}")
-    if name not in SETTINGS:
+    if name is not None and name not in SETTINGS:
         raise InvalidInput(f"config: unknown setting {name!r}: expected one of {', '.join(SETTINGS)}")
-    key = SETTINGS[name][0]
-    if action == "get":
-        if value is not None:
-            raise InvalidInput("config get takes no value")
-        _show(queue.settings(), name, json_out)
-        return
-    if value is None:
+    if action == "get" and value is not None:
+        raise InvalidInput("config get takes no value")
+    if action == "set" and value is None:
         raise InvalidInput(f"config set {name}: give a duration (7d, 12h, 300s) or off")
-    new = None if value.strip().lower() == "off" else option_duration(value, name)
-    _show(queue.set_setting(key, new), name, json_out)
+    new = None
+    if action == "set" and value.strip().lower() != "off":
+        new = option_duration(value, name)
+    if action != "set":  # listing or reading only reads: a store that is not there is refused (exit 5)
+        _show(open_existing(store, now, lock_timeout).settings(), name, json_out)
+        return
+    queue = open_queue(store, now, lock_timeout)
+    _show(queue.set_setting(SETTINGS[name][0], new), name, json_out)
 
 
 def _show(settings: dict[str, Any], only: str | None, json_out: bool) -> None:
