@@ -182,6 +182,21 @@ def test_the_image_limit_is_documented_raisable_and_applies_to_fixtures(tmp_path
                    "TURNQ_MAX_IMAGE_BYTES")
 
 
+@pytest.mark.parametrize("option", ["--payload", "--draft"])
+def test_the_image_limit_applies_to_images_inline_in_json(tmp_path, store_path, option):
+    """An image given as the wire's byte array, not as a file, is held to the same limit."""
+    payload = {"type": "turn_input", "input": {"items": [{"type": "image_ref", "id": "i"}],
+                                                "image_blobs": {"i": [7] * 2000}}}
+    value = json.dumps(payload if option == "--payload" else {
+        "session_id": "s", "payloads": [payload], "merge_key": "never", "available_at_ms": 0,
+        "delivery_policy": "after_current_turn_commit", "slot_policy": "join"})
+    args = ["enqueue", "s", option, value] if option == "--payload" else ["enqueue", option, value]
+    one_line_error(run(*args, env={"TURNQ_MAX_IMAGE_BYTES": "1999"}), 2, option, "image 'i' is 2000 bytes",
+                   "TURNQ_MAX_IMAGE_BYTES")
+    assert not store_path.exists()
+    assert run(*args, env={"TURNQ_MAX_IMAGE_BYTES": "2000"}).exit_code == 0
+
+
 def test_the_input_limit_applies_to_payload_files(tmp_path, store_path):
     payload = tmp_path / "p.json"
     payload.write_text(json.dumps({"type": "turn_input", "input": {"items": [{"type": "text", "text": "x" * 2000}]}}))
@@ -333,3 +348,13 @@ def test_stdin_is_read_only_up_to_the_input_limit(store_path, argv):
                            env={"TURNQ_MAX_INPUT_BYTES": "1000"})
     one_line_error(result, 2, "TURNQ_MAX_INPUT_BYTES")
     assert not store_path.exists()
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+@pytest.mark.parametrize("argv", [["inspect"], ["enqueue", "s", "--text", "x"], ["log"]])
+def test_a_sqlite_store_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind, argv):
+    """`sqlite:////dev/zero` read as an empty queue and a FIFO hung every command."""
+    path = "/dev/zero" if kind == "device" else str(tmp_path / "fifo.db")
+    if kind == "fifo":
+        os.mkfifo(path)
+    one_line_error(run(*argv, "--store", f"sqlite:///{path}"), 7, "not a SQLite database file")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-from . import identifiers, ids
+from . import identifiers, ids, limits
 from .clock import format_time
 from .errors import BatchHeld, CounterLimit, InvalidInput, LeaseLost, NotFound, SourceKeyConflict
 from .models import (
@@ -27,6 +27,7 @@ from .models import (
     SessionCommandPayload,
     SessionCommandReceipt,
     Tombstone,
+    TurnInputPayload,
     construct,
     dump,
 )
@@ -101,12 +102,26 @@ def check_draft(draft: QueuedWorkBatchDraft) -> None:
     if not draft.payloads:
         raise InvalidInput("draft: a batch needs at least one payload")
     identifiers.check_model(draft, "draft")
+    _check_image_sizes(draft)
     for payload in draft.payloads:
         if isinstance(payload, ProcessWakePayload) and payload.wake.target_session_id != draft.session_id:
             raise InvalidInput(
                 f"draft: the process wake targets session {payload.wake.target_session_id!r}, "
                 f"not {draft.session_id!r}"
             )
+
+
+def _check_image_sizes(draft: QueuedWorkBatchDraft) -> None:
+    """Every image, however it came (--image, a fixture, inline in --payload or --draft JSON), is
+    held to the same limit: the wire's integer arrays make a store about 4 times the image."""
+    limit = None
+    for payload in draft.payloads:
+        if isinstance(payload, TurnInputPayload):
+            for image_id, blob in payload.input.image_blobs.items():
+                limit = limits.max_image_bytes() if limit is None else limit
+                if len(blob) > limit:
+                    raise InvalidInput(f"draft: image {image_id!r} is {len(blob)} bytes, over the limit of {limit} "
+                                       f"bytes (raise it with {limits.IMAGE_BYTES_ENV})")
 
 
 def _find_replay(state: QueueState, draft: QueuedWorkBatchDraft, now_ms: int, *,

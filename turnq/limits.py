@@ -69,7 +69,7 @@ def read_regular_file(path: Any, what: str, *, limit: int | None, env: str | Non
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise error(f"{what}{path} is not a regular file ({_kind(info.st_mode)})")
+            raise error(f"{what}{path} is not a regular file ({file_kind(info.st_mode)})")
         if limit is not None and info.st_size > limit:
             raise error(f"{what}{path} is {info.st_size} bytes, more than the limit of {limit}"
                         + (f" (raise it with {env})" if env else ""))
@@ -84,7 +84,8 @@ def read_regular_file(path: Any, what: str, *, limit: int | None, env: str | Non
         os.close(fd)
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for a message."""
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):

@@ -18,6 +18,7 @@ path that is a symbolic link is resolved once, when the store is opened.
 from __future__ import annotations
 
 import os
+import stat
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .. import limits
 from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable, TurnqError
 from ..state import QueueState
 from . import rows
@@ -128,8 +130,7 @@ class SqliteStore(Store):
                 return self._conn
         # A connection opened before a fork belongs to the parent: leave it (unclosed) to it.
         self._conn, self._pid = None, os.getpid()
-        if self.path.is_dir():
-            raise StoreUnreadable(f"store {self.location} is a directory, not a SQLite database")
+        self._refuse_special_file()
         if not self.path.exists():
             if not create:
                 return None
@@ -150,6 +151,16 @@ class SqliteStore(Store):
             raise self._error(err, writing=create) from None
         self._conn, self._writable, self._identity = conn, create, self._file_identity()
         return conn
+
+    def _refuse_special_file(self) -> None:
+        """A directory, FIFO or device at the path is no database: opening a FIFO would hang, and
+        /dev/zero reads as an empty database (nothing is read or written then)."""
+        try:
+            mode = self.path.stat().st_mode
+        except OSError:
+            return  # missing (created or reported by the caller), or unreadable (SQLite words it)
+        if not stat.S_ISREG(mode):
+            raise StoreUnreadable(f"store {self.location} is {limits.file_kind(mode)}, not a SQLite database file")
 
     def _create_file(self) -> None:
         """Make the empty database file as any program makes a file (0666 less the umask; SQLite
