@@ -70,7 +70,10 @@ def test_a_json_store_nested_past_the_interpreter_is_unreadable_not_a_traceback(
     for argv in (["inspect"], ["enqueue", "s", "--text", "x"], ["doctor"]):
         result = run(*argv)
         assert result.exit_code in (1, 7) and "Traceback" not in result.stderr, (argv, result.stderr)
-    one_line_error(run("inspect"), 7, "nested deeper than 128")
+    # Python 3.11 stops a 5,000-deep document with a RecursionError (worded as too deep); 3.13's
+    # parser reads it, and the store's schema refuses the unknown field: exit 7 and one line either way
+    message = one_line_error(run("inspect"), 7)
+    assert "nested deeper than 128" in message or "unknown field" in message, message
 
 
 def test_a_deep_row_and_a_deep_log_line_on_sqlite(tmp_path):
