@@ -63,17 +63,17 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 
 EXIT_CODES = {
     "ok": "done (also an idempotent replay)",
-    "internal": "a bug in turnq (traceback on stderr)",
+    "internal": "a bug in turnq: one line asking for a report (TURNQ_DEBUG=1: the traceback)",
     "check_failed": "expect/diff/doctor: a check does not hold",
     "usage": "bad option, value, JSON or payload",
     "empty": "claim: nothing to claim now",
     "lease_lost": "the claim no longer holds its batches; cancel of a held batch",
-    "not_found": "unknown batch",
+    "not_found": "unknown batch; a store that does not exist, given to a command that reads",
     "conflict": "a replay with different payloads under --strict",
     "store_unreadable": "store corrupt or of a newer schema ('turnq doctor' says why)",
     "store_busy": "the store lock was not free within --lock-timeout",
     "store_unwritable": "the store could not be written; it is left as it was",
-    "limit": "a counter reached its limit",
+    "limit": "a store counter would pass 2^64-1; nothing changed",
 }
 
 ENVIRONMENT = (
@@ -83,6 +83,9 @@ ENVIRONMENT = (
     ("TURNQ_LOCK_TIMEOUT", "--lock-timeout (default 10s)"),
     ("TURNQ_LOG", "off: keep no audit log"),
     ("TURNQ_LOG_MAX_ENTRIES", "audit-log entries kept (default 10000)"),
+    ("TURNQ_MAX_INPUT_BYTES", "the largest input file read (default 64 MiB)"),
+    ("TURNQ_MAX_IMAGE_BYTES", "the largest image (default 4 MiB)"),
+    ("TURNQ_DEBUG", "1: an internal error (exit 70) prints its traceback"),
 )
 
 
@@ -98,6 +101,7 @@ def root_epilog() -> str:
     codes = sorted((int(status), name == "CHECK_FAILED", name.lower())
                    for name, status in ExitStatus.__members__.items())
     rows = [(str(value), name, EXIT_CODES.get(name, "")) for value, _, name in codes]
+    rows.append(("130", "(SIGINT)", "interrupted; turnq work: its claim abandoned (143: SIGTERM)"))
     rows.append(("141", "(SIGPIPE)", "the reader of stdout left (turnq ... | head)"))
     width = max(len(name) for _, name, _ in rows)
     exits = [f"{value:>3}  {name:<{width}}  {meaning}".rstrip() for value, name, meaning in rows]
