@@ -29,16 +29,11 @@ def _console() -> Console:
     return _stderr
 
 
-def _literal(value: object) -> str:
-    """Data as printable text: control characters shown escaped, never interpreted."""
-    return escape_control(str(value))
-
-
 def work_line(result: WorkResult) -> None:
     claim = result.claim
     described, style = _OUTCOMES[result.outcome]
     line = Text("turnq: ")
-    line.append(_literal(claim.claim_id), style="bold")
+    line.append(escape_control(claim.claim_id), style="bold")
     line.append(f" ({len(claim.batches)} batch(es), fencing {claim.fencing_token}): ")
     if result.exit_status is not None:
         status = result.exit_status
@@ -47,5 +42,5 @@ def work_line(result: WorkResult) -> None:
     line.append(described, style=style)
     line.append(f", took {format_duration(result.took_ms)}")
     if result.error and result.outcome != "completed":
-        line.append(f" ({_literal(result.error)})")
+        line.append(f" ({escape_control(str(result.error))})")
     _console().print(line)
