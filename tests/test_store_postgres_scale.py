@@ -161,6 +161,37 @@ def test_read_log_never_returns_an_entry_past_one_still_in_flight(url):
     holder.close()
 
 
+def test_read_log_waits_for_a_writer_whose_transaction_id_is_newer_than_any_that_ended(url):
+    """The case CI caught: B got its transaction id first (it wrote a batch), A got a newer one,
+    A takes log id 2 and stays open, B takes id 3 and commits. No transaction newer than B has
+    ended, so a snapshot's xmax is B + 1 <= A: waiting for xmin to reach xmax does not wait for A.
+    The reader must still not hand out 3 before 2."""
+    import psycopg
+
+    store = open_store(url)
+    Queue(store, now=NOW).enqueue_text("warm", "up")  # id 1
+    older = psycopg.connect(store.conninfo)
+    older.execute(f'SET search_path TO "{store.schema}"')
+    older_xid = int(older.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+    holder = psycopg.connect(store.conninfo)
+    holder.execute(f'SET search_path TO "{store.schema}"')
+    holder.execute("SELECT turnq_append_log(ARRAY['{\"op\":\"held\"}'], 1000)")  # id 2, open
+    holder_xid = int(holder.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+    try:
+        older.execute("SELECT turnq_append_log(ARRAY['{\"op\":\"older\"}'], 1000)")  # id 3
+        older.commit()
+        assert older_xid < holder_xid
+        reader = open_store(url, lock_timeout_ms=300)
+        assert [e["id"] for e in reader.read_log(1)] == []  # 3 must wait for 2
+
+        threading.Timer(0.3, holder.commit).start()
+        patient = open_store(url, lock_timeout_ms=5000)
+        assert [e["id"] for e in patient.read_log(1)] == [2, 3]
+    finally:  # an open transaction would hold the schema's drop up
+        holder.close()
+        older.close()
+
+
 def test_read_log_steps_over_the_id_of_a_rolled_back_writer(url):
     import psycopg
 

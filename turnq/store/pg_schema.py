@@ -62,7 +62,7 @@ DECLARE
     last_id bigint;
 BEGIN
     -- The transaction id first, the entries' ids after it: an id that a reader cannot see yet
-    -- then always belongs to a transaction in flight when the reader's snapshot was taken.
+    -- then always belongs to a transaction whose id was handed out before the reader looked.
     PERFORM pg_current_xact_id();
     FOR i IN 1..n LOOP
         last_id := nextval('turnq_log_ids');

@@ -355,39 +355,42 @@ class PostgresStore(Store):
         """Entries with id > `after_id`, never one that a later call could find below an id this
         call returned (so `turnq log --follow` never misses or repeats one).
 
-        Ids come from a sequence, taken by each writer after its transaction got its id, so they
-        are not in commit order: a snapshot may see id 7 committed while id 6 is still in flight.
-        A run of ids without a hole from `after_id + 1` is safe as it is. Past a hole (an entry in
-        flight, a rolled-back writer's id, or entries dropped by retention) the holder of a
-        missing id can only be a transaction in flight when the snapshot was taken (it had its
-        transaction id before it took the entry's id, and that was before the later entry
-        committed): wait until every such transaction has ended (the server's oldest running
-        transaction id, `pg_snapshot_xmin` of a new snapshot, reaches that snapshot's `xmax`),
-        then every id up to the last one seen is settled: read them again. If that wait runs past
-        the lock timeout (a transaction left open elsewhere on the server), return the safe run."""
+        Ids come from a sequence, so they are not in commit order: a snapshot may see id 7
+        committed while id 6 is still in flight. A run of ids without a hole from `after_id + 1`
+        is safe as it is. Past a hole (an entry in flight, a rolled-back writer's id, or entries
+        dropped by retention), the holder W of a missing id got its transaction id before it
+        took the entry's id (`turnq_append_log` makes sure), so before the later entry
+        committed, so before this read. A snapshot's xmax cannot bound W: it is only the newest
+        *ended* transaction id + 1, and W may be newer than that. So the reader takes a
+        transaction id of its own, R (newer than every id handed out before, W's included), and
+        waits until the oldest transaction still running is newer than R: W has then ended, and
+        every id up to the last one seen is settled: read them again. If that wait runs past the
+        lock timeout (a transaction left open elsewhere on the server), return the safe run."""
         with self._reading() as conn:
             if conn is None:
                 return []
             found = conn.execute("SELECT id, entry FROM turnq_log WHERE id > %s ORDER BY id", (after_id,)).fetchall()
-            xmax = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())").fetchone()[0]
         safe = _unbroken(found, after_id)
-        if safe < len(found) and self._wait_for_xmin(xmax):
+        if safe < len(found) and self._wait_for_older_transactions():
             with self._reading() as conn:
                 found = conn.execute("SELECT id, entry FROM turnq_log WHERE id > %s AND id <= %s ORDER BY id",
                                      (after_id, found[-1][0])).fetchall()
             safe = len(found)
         return rows.log_entries(found[:safe])  # torn or hostile rows skipped
 
-    def _wait_for_xmin(self, xmax: Any) -> bool:
-        """Wait until every transaction running at a snapshot whose xmax was `xmax` has ended."""
+    def _wait_for_older_transactions(self) -> bool:
+        """Wait until every transaction that had its id before this call has ended (False: the
+        lock timeout ran out first)."""
         deadline = time.monotonic() + self.lock_timeout_ms / 1000
         pause = 0.002
         with self._lock:
             conn = self._connection(writing=False)
             try:
+                # Autocommit: this one-statement transaction has ended before the wait begins.
+                mark = conn.execute("SELECT pg_current_xact_id()").fetchone()[0]
                 while True:
-                    if conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= %s::xid8",
-                                    (str(xmax),)).fetchone()[0]:
+                    if conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot()) > %s::xid8",
+                                    (str(mark),)).fetchone()[0]:
                         return True
                     if time.monotonic() + pause > deadline:
                         return False
