@@ -85,20 +85,28 @@ def test_enqueue_claim_and_complete_take_at_most_three_round_trips_each(url):
     q = Queue(trips.url, now=NOW)
     q.enqueue_text("warm", "up")  # connection and schema made once per process: not counted
     trips.take()
-    counts: dict[str, list[int]] = {"enqueue": [], "claim": [], "complete": [], "replay": [], "empty claim": []}
+    counts: dict[str, list[int]] = {"enqueue": [], "claim": [], "complete": [], "replay": [], "empty claim": [],
+                                    "enqueue, no key": []}
+    claimed: list[int] = []
     for n in range(3):
         q.enqueue_text("s", f"m{n}", source_key=f"k{n}")
         counts["enqueue"].append(trips.take())
+        q.enqueue_text("s", f"plain {n}")  # its enqueue_seq is taken in the round trip that opens it
+        counts["enqueue, no key"].append(trips.take())
         q.enqueue_text("s", f"m{n}", source_key=f"k{n}")
         counts["replay"].append(trips.take())
-        claim = q.claim("s", max_batches=1)
+        claim = q.claim("s", max_batches=2)
         counts["claim"].append(trips.take())
+        assert len(claim.batches) == 2
+        claimed += [batch.enqueue_seq for batch in claim.batches]
         q.complete(claim)
         counts["complete"].append(trips.take())
         assert q.claim("s") is None
         counts["empty claim"].append(trips.take())
-    assert counts == {"enqueue": [3, 3, 3], "replay": [2, 2, 2], "claim": [2, 2, 2], "complete": [2, 2, 2],
-                      "empty claim": [2, 2, 2]}
+    assert counts == {"enqueue": [3, 3, 3], "enqueue, no key": [2, 2, 2], "replay": [2, 2, 2], "claim": [2, 2, 2],
+                      "complete": [2, 2, 2], "empty claim": [2, 2, 2]}
+    # Nothing taken ahead went unused: the six batches hold six consecutive values.
+    assert claimed == list(range(claimed[0], claimed[0] + 6))
 
 
 def test_the_round_trip_counter_counts_turns_not_statements(url):

@@ -67,15 +67,16 @@ class Queue:
     # ----------------------------------------------------------------- audit
 
     def _audited(self, scope: str | None, refusal: dict[str, Any],
-                 action: Callable[[QueueState, int], T]) -> T:
+                 action: Callable[[QueueState, int], T], *, takes_seq: bool = False) -> T:
         """Run `action(state, now)` in one transaction. The action records its own audit
         entries; if it refuses (LeaseLost, NotFound, ...), the refusal is logged — `refusal`
-        gives its op and fields — the state is left as it was, and the error is raised."""
+        gives its op and fields — the state is left as it was, and the error is raised.
+        `takes_seq`: see `Store.transaction`."""
         refused: TurnqError | None = None
         # Before the store sees it: a database keys its locks by the session id.
         identifiers.check("the session id", scope)
         try:
-            with self.store.transaction(scope) as state:
+            with self.store.transaction(scope, takes_seq=takes_seq) as state:
                 now = self.clock.now_ms()
                 try:
                     result = action(state, now)
@@ -138,7 +139,8 @@ class Queue:
             delayed = draft.model_copy(update={"available_at_ms": engine.expiry(now, delay_ms)})
             return _enqueue_logged(state, delayed, now, strict)
 
-        return self._audited(draft.session_id, _enqueue_refusal(draft), action)
+        return self._audited(draft.session_id, _enqueue_refusal(draft), action,
+                             takes_seq=_certainly_takes_seq([draft]))
 
     def enqueue_many(self, drafts: Iterable[QueuedWorkBatchDraft], *, strict: bool = False) -> list[EnqueueResult]:
         """Enqueue several drafts in one transaction: all are stored, or none."""
@@ -148,7 +150,8 @@ class Queue:
         refusal = _enqueue_refusal(drafts[0]) if len(drafts) == 1 else {
             "op": "enqueue", "session_id": scope, "batch_ids": []}
         return self._audited(scope, refusal, lambda state, now: [
-            _enqueue_logged(state, draft, now, strict) for draft in drafts])
+            _enqueue_logged(state, draft, now, strict) for draft in drafts],
+            takes_seq=scope is not None and _certainly_takes_seq(drafts))
 
     def enqueue_text(self, session_id: str, *texts: str, source_key: str | None = None,
                      delivery_policy: str = "after_current_turn_commit", slot_policy: str = "join",
@@ -478,6 +481,20 @@ class Queue:
 
 #: The audit log's op of each session command.
 _COMMAND_OPS = {"reset_session": "reset_session", "refresh_tool_surface": "refresh_tools"}
+
+
+def _certainly_takes_seq(drafts: list[QueuedWorkBatchDraft]) -> bool:
+    """Will enqueueing `drafts` take an enqueue_seq whatever the store holds? Yes when the first
+    has no source key (nothing to replay) and all are valid (a value taken ahead for an invalid
+    draft would be a gap in the sequence for nothing; the engine then refuses it as before)."""
+    if not drafts or drafts[0].source_key is not None:
+        return False
+    try:
+        for draft in drafts:
+            engine.check_draft(draft)
+    except InvalidInput:
+        return False
+    return True
 
 
 def _enqueue_logged(state: QueueState, draft: QueuedWorkBatchDraft, now: int, strict: bool, *,

@@ -541,7 +541,8 @@ class _StateStore(Store):
     def read(self, session_id: str | None = None) -> QueueState:
         return self.state
 
-    def transaction(self, session_id: str | None = None) -> Iterator[QueueState]:  # type: ignore[override]
+    def transaction(self, session_id: str | None = None, *,  # type: ignore[override]
+                    takes_seq: bool = False) -> Iterator[QueueState]:
         from contextlib import nullcontext
 
         return nullcontext(self.state)  # type: ignore[return-value]

@@ -58,7 +58,8 @@ class Store(ABC):
         store-wide sequence): a database backend loads just its rows. None: everything."""
 
     @abstractmethod
-    def transaction(self, session_id: str | None = None) -> AbstractContextManager[QueueState]:
+    def transaction(self, session_id: str | None = None, *,
+                    takes_seq: bool = False) -> AbstractContextManager[QueueState]:
         """Exclusive access: yields the current state (scoped as for `read`); when the
         block ends without an exception and the state says it changed, the new state
         is saved atomically. Raises StoreBusy when exclusive access cannot be had in time.
@@ -68,6 +69,10 @@ class Store(ABC):
         never before the state, each given the next increasing integer `id`; then the list is
         cleared. When the log is disabled they are dropped. At most `log_max_entries` are
         kept (the oldest are dropped first; ids are never reused).
+
+        `takes_seq`: the operation will certainly take an enqueue_seq (it enqueues a batch
+        without a source key, so no replay can refuse it). A backend may then take the value
+        ahead, in the round trip that opens the transaction; others ignore it.
         """
 
     def read_settings(self) -> dict[str, int | None]:

@@ -121,7 +121,7 @@ class JsonFileStore(Store):
     # ----------------------------------------------------------------- writing
 
     @contextmanager
-    def transaction(self, session_id: str | None = None) -> Iterator[QueueState]:
+    def transaction(self, session_id: str | None = None, *, takes_seq: bool = False) -> Iterator[QueueState]:
         with self._locked():
             state = self.read()
             if self.log_enabled:  # refused before anything is written, not after

@@ -35,7 +35,7 @@ class MemoryStore(Store):
         return self._scoped(session_id)
 
     @contextmanager
-    def transaction(self, session_id: str | None = None) -> Iterator[QueueState]:
+    def transaction(self, session_id: str | None = None, *, takes_seq: bool = False) -> Iterator[QueueState]:
         with self._lock:
             state = self._scoped(session_id)
             yield state

@@ -425,7 +425,7 @@ class PostgresStore(Store):
     # ----------------------------------------------------------------- writing
 
     @contextmanager
-    def transaction(self, session_id: str | None = None) -> Iterator[QueueState]:
+    def transaction(self, session_id: str | None = None, *, takes_seq: bool = False) -> Iterator[QueueState]:
         with self._lock:
             conn = self._connection(writing=True)
             try:
@@ -434,7 +434,7 @@ class PostgresStore(Store):
                 raise self._error(err, writing=True) from None
             try:
                 try:
-                    state, snapshot = self._begin(conn, session_id)
+                    state, snapshot = self._begin(conn, session_id, takes_seq)
                 except psycopg.Error as err:
                     raise self._error(err, writing=True) from None
                 yield state
@@ -449,14 +449,17 @@ class PostgresStore(Store):
                     except psycopg.Error:
                         self._drop()
 
-    def _begin(self, conn: Any, session_id: str | None) -> tuple[QueueState, rows.Snapshot]:
+    def _begin(self, conn: Any, session_id: str | None, takes_seq: bool) -> tuple[QueueState, rows.Snapshot]:
         """One round trip (a pipeline): BEGIN, the lock timeout (LOCAL: this transaction's), the
-        advisory locks and the tombstone retention (one statement), the batch rows. Tombstones
-        are not loaded (`_KeyLookup`)."""
+        advisory locks and the tombstone retention (one statement), the next enqueue_seq taken if
+        the operation will certainly use it (`takes_seq`: saves an enqueue its own round trip;
+        taken after the session's lock, so one session's values increase in commit order), the
+        batch rows. Tombstones are not loaded (`_KeyLookup`)."""
         timeout = f"{int(self.lock_timeout_ms)}ms"
         # The retention rides on the locks' statement (no round trip of its own). It is read as
         # of that statement's start: a change made meanwhile applies from the next operation.
         retention = pg_tombstones.RETENTION_EXPR
+        seq_cursor = None
         with conn.pipeline():
             conn.execute("BEGIN")
             if session_id is None:
@@ -467,11 +470,13 @@ class PostgresStore(Store):
                 first = conn.execute(f"SELECT set_config('lock_timeout', %s, true), "
                                      f"pg_advisory_xact_lock_shared({_STORE_KEY}), "
                                      f"pg_advisory_xact_lock({_SESSION_KEY}), {retention}", (timeout, session_id))
+                if takes_seq:
+                    seq_cursor = conn.execute(pg_schema.TAKE_SEQ)
             batch_cursor = conn.execute(*self._batch_query(session_id, lock=True))
         retention_ms = first.fetchone()[-1]
         state: QueueState
         if session_id is None:
-            seq = int(seq_cursor.fetchone()[0])
+            seq = int(seq_cursor.fetchone()[0])  # type: ignore[union-attr]
             snapshot = rows.Snapshot(seq)
             state = rows.RowState(seq, _KeyLookup(conn, None, snapshot, self.location,
                                                   lambda err: self._failed(state, err)))
@@ -479,6 +484,8 @@ class PostgresStore(Store):
             snapshot = rows.Snapshot(0)  # the counter is not known until asked for
             tombstones = _KeyLookup(conn, session_id, snapshot, self.location, lambda err: self._failed(state, err))
             state = tombstones.state = _SessionState(lambda: self._take_seq(conn, state), tombstones)
+            if seq_cursor is not None:
+                state.hand_seq(int(seq_cursor.fetchone()[0]))
         state.tombstone_retention_ms = None if retention_ms is None else int(retention_ms)
         self._fill(state, snapshot, batch_cursor.fetchall())
         return state, snapshot

@@ -386,7 +386,7 @@ class SqliteStore(Store):
     # ----------------------------------------------------------------- writing
 
     @contextmanager
-    def transaction(self, session_id: str | None = None) -> Iterator[QueueState]:
+    def transaction(self, session_id: str | None = None, *, takes_seq: bool = False) -> Iterator[QueueState]:
         with self._lock:
             conn = self._connection(create=True)
             assert conn is not None
