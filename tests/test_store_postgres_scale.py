@@ -318,3 +318,21 @@ def test_with_a_retention_set_the_range_delete_costs_one_round_trip(url):
     assert q.enqueue_text("s", "x", source_key="k").outcome == "replayed_tombstone"
     replay = trips.take()
     assert (enqueue, claim_trips, complete, replay) == (4, 2, 3, 3)
+
+
+def test_the_benchmarks_replay_of_turnqs_statements_runs_the_cycle_on_turnqs_tables(url):
+    """`python -m turnq.bench.backends --only-scale` quotes a ceiling from this replay: it must do
+    what turnq does to the tables (a batch in, claimed, gone; three audit entries per cycle)."""
+    from turnq.bench.scale import _shape_pg_cycler
+
+    store = open_store(url)
+    Queue(store, now=NOW).enqueue_text("warm", "up")
+    before = len(store.read_log())
+    cycle, close = _shape_pg_cycler(url, "shape")
+    try:
+        for n in range(3):
+            cycle(n)
+    finally:
+        close()
+    assert len(store.read_log()) == before + 9
+    assert Queue(store, now=NOW).inspect("shape").batches == []

@@ -7,6 +7,8 @@ connection per process, for as long as the measurement lasts) and counts its cyc
 - turnq PostgreSQL beside a plain SKIP LOCKED queue on the same server: `INSERT`, then
   `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`, then `DELETE`, autocommit;
 - turnq SQLite beside plain `sqlite3` in WAL mode (the same three statements, autocommit).
+- PostgreSQL also: turnq's own statements for the cycle replayed without turnq's Python (the
+  ceiling of turnq's transaction shape: BEGIN, locks, rows, write, audit entry, COMMIT per operation).
 
 The kinds are measured in turn within each run (interleaved), so the machine's other work falls
 on all alike; each figure is given as the range over the runs, and the ratio turnq / plain is
@@ -93,7 +95,56 @@ def _plain_sqlite_cycler(url: str, session: str) -> tuple[Callable[[int], None],
     return cycle, conn.close
 
 
-_CYCLERS = {"turnq": _turnq_cycler, "plain-postgresql": _plain_pg_cycler, "plain-sqlite": _plain_sqlite_cycler}
+def _shape_pg_cycler(url: str, session: str) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """turnq's PostgreSQL statements for the cycle, sent as turnq sends them (per operation: one
+    pipeline of BEGIN, the locks, the session's rows; one of the write, the audit entry, the
+    NOTIFY where turnq sends one, COMMIT) on turnq's own tables, with none of turnq's Python: the
+    ceiling of this transaction shape, to tell the shape's cost from the client's."""
+    import psycopg
+
+    from turnq.store import pg_schema
+    from turnq.store.postgres import _split_url
+
+    conninfo, schema = _split_url(url)
+    conn = psycopg.connect(conninfo, autocommit=True)
+    conn.execute(f'SET search_path TO "{schema}"')
+    locks = ("SELECT set_config('lock_timeout', '60000ms', true), "
+             "pg_advisory_xact_lock_shared(hashtextextended('turnq-store:' || current_schema(), 0)), "
+             "pg_advisory_xact_lock(hashtextextended('turnq-session:' || current_schema() || ':' || %s, 0)), "
+             "(SELECT value FROM turnq_meta WHERE key = 'tombstone_retention_ms')")
+    select = "SELECT * FROM turnq_batches WHERE session_id = %s ORDER BY enqueue_seq FOR UPDATE"
+    entry = '{"op":"bench"}'
+
+    def operation(write: Callable[[int | None], None], notify: bool, take_seq: bool = False) -> None:
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            conn.execute(locks, (session,))
+            seq = conn.execute(pg_schema.TAKE_SEQ) if take_seq else None
+            conn.execute(select, (session,)).fetchall()
+        value = None if seq is None else int(seq.fetchone()[0])
+        with conn.pipeline():
+            write(value)
+            conn.execute("SELECT turnq_append_log(ARRAY[%s]::text[], %s)", (entry, 10_000))
+            if notify:
+                conn.execute("SELECT pg_notify('turnq_bench', %s)", (session,))
+            conn.execute("COMMIT")
+
+    def cycle(n: int) -> None:
+        batch_id = f"{session}-{n}"
+        operation(lambda seq: conn.execute(
+            "INSERT INTO turnq_batches VALUES (%s, %s, %s, %s, 0, NULL, NULL, NULL, NULL, NULL)",
+            (batch_id, session, seq, f'{{"work": {n}}}')), notify=True, take_seq=True)
+        operation(lambda _: conn.execute(
+            "UPDATE turnq_batches SET claim_id = 'c', owner_id = %s, lease_token = 't', claimed_at_ms = 1, "
+            "expires_at_ms = 2, fencing_counter = 1 WHERE batch_id = %s", (session, batch_id)), notify=False)
+        operation(lambda _: conn.execute("DELETE FROM turnq_batches WHERE batch_id = ANY(%s)", ([batch_id],)),
+                  notify=True)
+
+    return cycle, conn.close
+
+
+_CYCLERS = {"turnq": _turnq_cycler, "plain-postgresql": _plain_pg_cycler, "plain-sqlite": _plain_sqlite_cycler,
+            "shape-postgresql": _shape_pg_cycler}
 
 
 def _serve(tasks: Any, results: Any) -> None:
@@ -195,7 +246,7 @@ def bench_scale(kinds: list[str], location: Callable[[str, Path, str], Any], fol
                 seconds: float, report: Callable[[str], None]) -> dict[str, Any]:
     """The table: for each backend in `kinds`, 1 and 8 processes, turnq beside the plain queue."""
     samples: dict[tuple[str, int], dict[str, list[float]]] = {
-        (kind, n): {"turnq": [], "plain": []} for kind in kinds for n in PROCESS_COUNTS}
+        (kind, n): {"turnq": [], "plain": [], "shape": []} for kind in kinds for n in PROCESS_COUNTS}
     pool = _Pool(max(PROCESS_COUNTS))
     try:
         for run in range(runs):
@@ -206,6 +257,8 @@ def bench_scale(kinds: list[str], location: Callable[[str, Path, str], Any], fol
                         _create(url)
                         # turnq and the plain queue alternate which goes first, run by run.
                         order = [("turnq", "turnq", url), ("plain", f"plain-{kind}", plain)]
+                        if f"shape-{kind}" in _CYCLERS:
+                            order.insert(1, ("shape", f"shape-{kind}", url))
                         for label, cycler, where in order[::1 if run % 2 == 0 else -1]:
                             rate = pool.rate(cycler, where, processes, seconds)
                             samples[(kind, processes)][label].append(rate)
@@ -239,5 +292,12 @@ def _table(kinds: list[str], samples: dict[tuple[str, int], dict[str, list[float
                                              "ratio_median": round(statistics.median(ratios), 3) if ratios else None}
         one, eight = (statistics.median(samples[(kind, n)]["turnq"]) for n in PROCESS_COUNTS)
         report(f"  turnq {kind}: 8 processes / 1 process = {eight / one:.2f}")
+        for processes in PROCESS_COUNTS:
+            got = samples[(kind, processes)]
+            if got["shape"]:
+                ratios = [t / p for t, p in zip(got["shape"], got["plain"], strict=True) if p > 0]
+                report(f"  turnq's statements alone, without turnq's Python, {processes} process(es): "
+                       f"{_span(got['shape'])} cycles/s, {_span(ratios, 2)} of plain")
+                result[f"{kind}_{processes}"]["shape"] = [round(v, 1) for v in got["shape"]]
         report("")
     return result
