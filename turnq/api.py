@@ -133,14 +133,16 @@ class Queue:
         if delay_ms is None:
             return self.enqueue_many([draft], strict=strict)[0]
 
+        checked = _all_valid([draft])
+
         def action(state: QueueState, now: int) -> EnqueueResult:
             if not 0 <= delay_ms <= U64_MAX:
                 raise InvalidInput(f"a delay of {delay_ms} ms is out of range")
             delayed = draft.model_copy(update={"available_at_ms": engine.expiry(now, delay_ms)})
-            return _enqueue_logged(state, delayed, now, strict)
+            return _enqueue_logged(state, delayed, now, strict, checked=checked)
 
         return self._audited(draft.session_id, _enqueue_refusal(draft), action,
-                             takes_seq=_certainly_takes_seq([draft]))
+                             takes_seq=checked and draft.source_key is None and 0 <= delay_ms <= U64_MAX)
 
     def enqueue_many(self, drafts: Iterable[QueuedWorkBatchDraft], *, strict: bool = False) -> list[EnqueueResult]:
         """Enqueue several drafts in one transaction: all are stored, or none."""
@@ -149,9 +151,10 @@ class Queue:
         scope = next(iter(sessions)) if len(sessions) == 1 else None
         refusal = _enqueue_refusal(drafts[0]) if len(drafts) == 1 else {
             "op": "enqueue", "session_id": scope, "batch_ids": []}
+        checked = _all_valid(drafts)
         return self._audited(scope, refusal, lambda state, now: [
-            _enqueue_logged(state, draft, now, strict) for draft in drafts],
-            takes_seq=scope is not None and _certainly_takes_seq(drafts))
+            _enqueue_logged(state, draft, now, strict, checked=checked) for draft in drafts],
+            takes_seq=checked and scope is not None and drafts[0].source_key is None)
 
     def enqueue_text(self, session_id: str, *texts: str, source_key: str | None = None,
                      delivery_policy: str = "after_current_turn_commit", slot_policy: str = "join",
@@ -483,25 +486,24 @@ class Queue:
 _COMMAND_OPS = {"reset_session": "reset_session", "refresh_tool_surface": "refresh_tools"}
 
 
-def _certainly_takes_seq(drafts: list[QueuedWorkBatchDraft]) -> bool:
-    """Will enqueueing `drafts` take an enqueue_seq whatever the store holds? Yes when the first
-    has no source key (nothing to replay) and all are valid (a value taken ahead for an invalid
-    draft would be a gap in the sequence for nothing; the engine then refuses it as before)."""
-    if not drafts or drafts[0].source_key is not None:
-        return False
+def _all_valid(drafts: list[QueuedWorkBatchDraft]) -> bool:
+    """Do all drafts pass the engine's draft rules? Checked before the store is opened, so a
+    store may take an enqueue_seq ahead for a draft without a source key (`takes_seq`: nothing
+    can replay it) without ever taking one for a draft the engine then refuses; when one fails,
+    the engine checks and refuses it in the transaction, as it always did."""
     try:
         for draft in drafts:
             engine.check_draft(draft)
     except InvalidInput:
         return False
-    return True
+    return bool(drafts)
 
 
 def _enqueue_logged(state: QueueState, draft: QueuedWorkBatchDraft, now: int, strict: bool, *,
-                    op: str = "enqueue") -> EnqueueResult:
+                    op: str = "enqueue", checked: bool = False) -> EnqueueResult:
     """engine.enqueue, recording the entry: `enqueue` (or `wake`, `reset_session`, ...) for a
     new batch, outcome `replayed` / `replayed_tombstone` when the source key replayed one."""
-    result = engine.enqueue(state, draft, now, strict=strict)
+    result = engine.enqueue(state, draft, now, strict=strict, checked=checked)
     state.record("replay" if result.replayed and op == "enqueue" else op, now, draft.session_id,
                  [result.batch.batch_id], source_key=draft.source_key,
                  outcome="ok" if not result.replayed else result.outcome,

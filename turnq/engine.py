@@ -63,9 +63,12 @@ class EnqueueResult:
         return receipt(self.batch)
 
 
-def enqueue(state: QueueState, draft: QueuedWorkBatchDraft, now_ms: int, *, strict: bool = False) -> EnqueueResult:
-    """Rule enqueue 1-2: replay a known source key, else store a new batch."""
-    check_draft(draft)
+def enqueue(state: QueueState, draft: QueuedWorkBatchDraft, now_ms: int, *, strict: bool = False,
+            checked: bool = False) -> EnqueueResult:
+    """Rule enqueue 1-2: replay a known source key, else store a new batch. `checked`: the
+    caller has run `check_draft` on this very draft already."""
+    if not checked:
+        check_draft(draft)
     replay = _find_replay(state, draft, now_ms, strict=strict)
     if replay is not None:
         return replay
