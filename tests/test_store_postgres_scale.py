@@ -336,3 +336,19 @@ def test_the_benchmarks_replay_of_turnqs_statements_runs_the_cycle_on_turnqs_tab
         close()
     assert len(store.read_log()) == before + 9
     assert Queue(store, now=NOW).inspect("shape").batches == []
+
+
+def test_a_refused_draft_takes_no_enqueue_seq_ahead(url):
+    """A draft without a source key gets its value in the opening round trip only when it is
+    valid: a refused one leaves no gap (the next batch takes the very next value)."""
+    from turnq.api import make_draft
+    from turnq.errors import InvalidInput
+
+    q = Queue(open_store(url), now=NOW)
+    first = q.enqueue_text("s", "one").batch.enqueue_seq
+    with pytest.raises(InvalidInput, match="at least one payload"):
+        q.enqueue(make_draft("s", []))
+    with pytest.raises(InvalidInput, match="out of range"):
+        q.enqueue(make_draft("s", [{"type": "turn_input", "input": {"items": [{"type": "text", "text": "x"}]}}]),
+                  delay_ms=-1)
+    assert q.enqueue_text("s", "two").batch.enqueue_seq == first + 1
