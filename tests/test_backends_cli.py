@@ -224,6 +224,28 @@ def test_migrate_copies_everything_and_verifies(target_kind, tmp_path):
         assert b.store.read_log()[0]["op"] == "migrate"
 
 
+@pytest.mark.parametrize("source_kind", STORE_KINDS)
+@pytest.mark.parametrize("target_kind", STORE_KINDS)
+def test_migrate_carries_the_tombstone_retention(source_kind, target_kind, tmp_path):
+    """A store's setting is part of it: a migrated store keeps dropping tombstones as the
+    source did, and verifies (it used to report "documents differ", exit 1, setting lost)."""
+    (tmp_path / "s").mkdir()
+    (tmp_path / "t").mkdir()
+    with fresh_store_url(source_kind, tmp_path / "s") as source, fresh_store_url(target_kind, tmp_path / "t") as target:
+        _filled(source)
+        Queue(source).store.write_setting("tombstone_retention_ms", 7 * 86_400_000)
+        code, out, err = run(None, "migrate", "--from", source, "--to", target, "--json")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["verified"] is True and report["settings"] == {"tombstone_retention_ms": 604_800_000}
+        assert Queue(target).store.read_settings() == {"tombstone_retention_ms": 604_800_000}
+        # --replace by a source without one: the target has none afterwards.
+        Queue(source).store.write_setting("tombstone_retention_ms", None)
+        code, out, err = run(None, "migrate", "--from", source, "--to", target, "--replace", "--json")
+        assert code == 0 and json.loads(out)["verified"] is True, err
+        assert Queue(target).store.read_settings() == {"tombstone_retention_ms": None}
+
+
 def test_migrate_refuses_a_non_empty_target_unless_replace(tmp_path):
     source, target = str(tmp_path / "a.json"), sqlite_url(tmp_path, "b.db")
     _filled(source)

@@ -1,8 +1,9 @@
 """Copy a whole queue from one store to another (`turnq migrate --from A --to B`).
 
 Everything the engine keeps moves: every live batch with its claim (lease, fencing
-counter), every tombstone, and the store-wide enqueue counter — so ids, fencing
-tokens and replays go on in the new store exactly as in the old one. The copy is one
+counter), every tombstone, the store-wide enqueue counter and the store's settings (the
+tombstone retention) — so ids, fencing tokens and replays go on in the new store exactly as
+in the old one. The copy is one
 transaction on the target. Afterwards both stores are read back and compared (by
 `turnq.diff.diff_states`, and the two store documents byte for byte): the result says
 whether they hold the same queue. The audit log is not copied: the target's log gets
@@ -44,6 +45,8 @@ class Migration:
     differences: list[dict[str, Any]] = field(default_factory=list)
     #: Where the replaced target's old content was kept (None: nothing replaced, or no file).
     backup: str | None = None
+    #: The tombstone retention the target now has, as the source had it (None: kept until vacuum).
+    tombstone_retention_ms: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class Migration:
             "claims": self.claims, "tombstones": self.tombstones, "next_enqueue_seq": self.next_enqueue_seq,
             "replaced": {"batches": self.replaced_batches, "tombstones": self.replaced_tombstones},
             "verified": self.verified, "differences": self.differences, "backup": self.backup,
+            "settings": {"tombstone_retention_ms": self.tombstone_retention_ms},
         }
 
 
@@ -94,6 +98,7 @@ def migrate(source: Store, target: Store, *, now_ms: int, replace: bool = False,
         state.next_seq = copied.next_seq
         state.sessions = copied.sessions
         state.tombstones = copied.tombstones
+        state.tombstone_retention_ms = copied.tombstone_retention_ms
         state.changed = True
         state.record("migrate", now_ms, None, [], source=source.location, batches=batches, claims=claims,
                      tombstones=tombstones, replaced=old_batches + old_tombstones if replace else None)
@@ -105,6 +110,7 @@ def migrate(source: Store, target: Store, *, now_ms: int, replace: bool = False,
         claims=claims, tombstones=tombstones, next_enqueue_seq=copied.next_seq,
         replaced_batches=old_batches if replace else 0, replaced_tombstones=old_tombstones if replace else 0,
         verified=not differences, differences=differences, backup=backup,
+        tombstone_retention_ms=copied.tombstone_retention_ms,
     )
 
 

@@ -6,6 +6,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from .clock import format_duration
 from .migrate import Migration
 from .render import _console, esc
 
@@ -16,8 +17,10 @@ def migrated(done: Migration) -> None:
     table = Table(box=box.SIMPLE_HEAVY)
     table.add_column("copied")
     table.add_column("count", justify="right")
+    retention = done.tombstone_retention_ms
     for name, count in (("sessions", done.sessions), ("batches", done.batches), ("live claims", done.claims),
-                        ("tombstones", done.tombstones), ("next enqueue_seq", done.next_enqueue_seq)):
+                        ("tombstones", done.tombstones), ("next enqueue_seq", done.next_enqueue_seq),
+                        ("tombstone retention", "off" if retention is None else format_duration(retention))):
         table.add_row(name, str(count))
     console.print(table)
     if done.replaced_batches or done.replaced_tombstones:

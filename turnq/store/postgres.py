@@ -486,7 +486,7 @@ class PostgresStore(Store):
             state = tombstones.state = _SessionState(lambda: self._take_seq(conn, state), tombstones)
             if seq_cursor is not None:
                 state.hand_seq(int(seq_cursor.fetchone()[0]))
-        state.tombstone_retention_ms = None if retention_ms is None else int(retention_ms)
+        state.tombstone_retention_ms = snapshot.retention_ms = None if retention_ms is None else int(retention_ms)
         self._fill(state, snapshot, batch_cursor.fetchall())
         return state, snapshot
 
@@ -541,6 +541,8 @@ class PostgresStore(Store):
                     cur.execute(pg_schema.SET_SEQ, (state.wanted,))
             elif state.next_seq != snapshot.next_seq:  # under the store lock, held exclusively
                 cur.execute(pg_schema.SET_SEQ, (state.next_seq,))
+            if state.tombstone_retention_ms != snapshot.retention_ms:
+                pg_tombstones.write_retention(cur, state.tombstone_retention_ms)
 
     def _save_tombstones(self, cur: Any, changes: rows.Changes) -> None:
         if changes.delete_tombstones:

@@ -173,6 +173,9 @@ class Snapshot:
     next_seq: int
     batches: dict[str, tuple[StoredBatch, Any, int, Lease | None, str]] = field(default_factory=dict)
     tombstones: set[str] = field(default_factory=set)
+    #: The store's tombstone retention as loaded: a transaction that changes
+    #: `state.tombstone_retention_ms` (migrate, `Store.write_setting`) writes it back.
+    retention_ms: int | None = None
 
     def add_batch(self, stored: StoredBatch, batch_json: str) -> None:
         self.batches[stored.batch_id] = (stored, stored.batch, stored.fencing, stored.lease, batch_json)

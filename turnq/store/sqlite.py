@@ -272,6 +272,8 @@ class SqliteStore(Store):
         """The scope's batches; its tombstones stay in the table (see rows.RowState)."""
         state = rows.RowState(self._checked_meta(meta), _Tombstones(self, conn, session_id, snapshot))
         state.tombstone_retention_ms = meta.get(rows.RETENTION_KEY)
+        if snapshot is not None:
+            snapshot.retention_ms = state.tombstone_retention_ms
         if session_id is None:
             batch_rows = conn.execute(f"{_BATCH_SELECT} ORDER BY {_U64_ORDER_SEQ}").fetchall()
         else:
@@ -326,12 +328,15 @@ class SqliteStore(Store):
 
     def write_setting(self, name: str, value: int | None) -> None:
         with self.transaction(""):  # (creates or upgrades the tables; an empty session loads nothing)
-            conn = self._conn
-            assert conn is not None
-            if value is None:
-                conn.execute("DELETE FROM turnq_meta WHERE key = ?", (name,))
-            else:
-                conn.execute("INSERT OR REPLACE INTO turnq_meta (key, value) VALUES (?, ?)", (name, *_to_db((value,))))
+            assert self._conn is not None
+            self._write_setting(self._conn, name, value)
+
+    @staticmethod
+    def _write_setting(conn: sqlite3.Connection, name: str, value: int | None) -> None:
+        if value is None:
+            conn.execute("DELETE FROM turnq_meta WHERE key = ?", (name,))
+        else:
+            conn.execute("INSERT OR REPLACE INTO turnq_meta (key, value) VALUES (?, ?)", (name, *_to_db((value,))))
 
     def change_marker(self) -> Any:
         """`PRAGMA data_version` (it changes when another connection commits) and this store's
@@ -449,6 +454,8 @@ class SqliteStore(Store):
             conn.executemany(_TOMB_INSERT, [_to_db(r) for r in changes.insert_tombstones])
         if state.next_seq != snapshot.next_seq:
             conn.execute("UPDATE turnq_meta SET value = ? WHERE key = 'next_enqueue_seq'", _to_db((state.next_seq,)))
+        if state.tombstone_retention_ms != snapshot.retention_ms:
+            self._write_setting(conn, rows.RETENTION_KEY, state.tombstone_retention_ms)
 
     def _append_log(self, conn: sqlite3.Connection, entries: list[dict[str, Any]], next_id: int) -> None:
         ids = range(next_id, next_id + len(entries))
