@@ -349,3 +349,47 @@ def test_a_claim_made_as_the_stop_comes_is_given_back_unrun(tmp_path: Path) -> N
     result = handle_claim(queue, claim, ran.append, ttl_ms=1_000, on_failure="abandon", stop=stop)
     assert result.outcome == "interrupted" and ran == []
     assert queue.claim("s").fencing_token == claim.fencing_token + 1
+
+
+def test_a_busy_store_is_tried_again_not_the_end_of_the_worker(tmp_path: Path, monkeypatch) -> None:
+    """StoreBusy (another process held the lock past the lock timeout) on a claim and on a
+    complete: the worker tries again with a back-off and the work completes once."""
+    from turnq.errors import StoreBusy
+
+    queue = Queue(tmp_path / "q.json")
+    queue.enqueue_text("s", "x")
+    calls = {"claim": 0, "complete": 0}
+    real_claim, real_complete = queue.claim, queue.complete
+
+    def busy_first(name, real):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            if calls[name] <= 2:
+                raise StoreBusy("store q.json is busy: another worker holds the lock")
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(queue, "claim", busy_first("claim", real_claim))
+    monkeypatch.setattr(queue, "complete", busy_first("complete", real_complete))
+    results = list(queue.work("s", lambda job: None, idle_exit=True, ttl_ms=5_000))
+    assert [r.outcome for r in results] == ["completed"]
+    assert calls["complete"] == 3 and calls["claim"] >= 3
+    assert queue.list("s") == []
+
+
+def test_a_store_busy_past_the_lease_ends_the_worker_with_store_busy(tmp_path: Path, monkeypatch) -> None:
+    """Completing is tried only while the lease lasts: then StoreBusy is the worker's (exit 8)."""
+    from turnq.errors import StoreBusy
+
+    queue = Queue(tmp_path / "q.json")
+    queue.enqueue_text("s", "x")
+    tries = []
+
+    def always_busy(*args, **kwargs):
+        tries.append(time.monotonic())
+        raise StoreBusy("store q.json is busy")
+
+    monkeypatch.setattr(queue, "complete", always_busy)
+    with pytest.raises(StoreBusy):
+        list(queue.work("s", lambda job: None, idle_exit=True, ttl_ms=600))
+    assert 2 <= len(tries) and tries[-1] - tries[0] < 1.0  # tried again, and gave up as the lease ran out

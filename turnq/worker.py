@@ -11,7 +11,11 @@
   `"keep"` leaves the lease to run out (a back-off); an exception is a failure too (its
   text is in the result, and the loop goes on);
 - `stop` (a threading.Event, e.g. set by a signal handler) ends the loop: a claim being
-  handled is abandoned, never completed.
+  handled is abandoned, never completed;
+- a busy store (StoreBusy: another process held its lock past the lock timeout) does not end
+  the loop at once: a claim is tried again, with a back-off, for up to BUSY_RETRY_MS; a
+  complete or abandon for as long as the lease lasts (after that, the work is another
+  worker's to take). Only then is StoreBusy raised (`turnq work`: exit 8).
 
 `CommandHandler` is the handler `turnq work` uses: it runs a command per claim (claim JSON
 on its stdin and in TURNQ_CLAIM_FILE), and stops it (SIGTERM, SIGKILL after a grace
@@ -29,9 +33,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .errors import InvalidInput, LeaseLost, TurnqError
+from .errors import InvalidInput, LeaseLost, StoreBusy, TurnqError
 
 if TYPE_CHECKING:
     from .api import Queue
@@ -44,6 +48,9 @@ ON_FAILURE = ("abandon", "keep")
 DEFAULT_WORK_TTL_MS = 60_000
 #: `wait_ms=None` waits for ever, in slices of this length.
 _FOREVER_SLICE_MS = 3_600_000
+#: How long a claim is tried again while the store is busy, before the worker gives up.
+BUSY_RETRY_MS = 60_000
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -117,8 +124,9 @@ def work(queue: Queue, session_id: str, handler: Callable[[Job], Any], *, owner:
         waiter = resources.enter_context(queue.store.change_waiter(session_id)) if wait_ms else None
         handled = 0
         while (max_claims is None or handled < max_claims) and not stop.is_set():
-            claim = queue.claim(session_id, owner=owner, boundary=boundary, ttl_ms=ttl_ms,
-                                max_batches=max_batches, wait_ms=wait_ms, stop=stop.is_set, waiter=waiter)
+            claim = _patiently(lambda: queue.claim(
+                session_id, owner=owner, boundary=boundary, ttl_ms=ttl_ms, max_batches=max_batches,
+                wait_ms=wait_ms, stop=stop.is_set, waiter=waiter), stop, time.monotonic() + BUSY_RETRY_MS / 1000)
             if claim is None:
                 if idle_exit:
                     return
@@ -157,7 +165,7 @@ def handle_claim(queue: Queue, claim: QueuedWorkClaim, handler: Callable[[Job], 
     ok, status = _judge(verdict)
     if not ok and error is None and status is None and verdict is not False:
         error = f"the handler returned {type(verdict).__name__}: expected None, a bool or an int"
-    outcome = _settle(queue, claim, job, verdict, ok, on_failure)
+    outcome = _settle(queue, claim, job, verdict, ok, on_failure, keeper.expires_at)
     if outcome == "lease_lost" and error is None:
         error = keeper.error or "the lease was lost: another worker may hold the batches now"
     return WorkResult(claim, outcome, ok, status, error, started_ms, queue.clock.now_ms(),
@@ -177,8 +185,10 @@ def _judge(verdict: Any) -> tuple[bool, int | None]:
     return False, None  # anything else is a failure (the claim must be settled either way)
 
 
-def _settle(queue: Queue, claim: QueuedWorkClaim, job: Job, verdict: Any, ok: bool, on_failure: str) -> Outcome:
-    """Complete, abandon or keep the claim. Never completes after a stop or a lost lease."""
+def _settle(queue: Queue, claim: QueuedWorkClaim, job: Job, verdict: Any, ok: bool, on_failure: str,
+            lease_ends: float) -> Outcome:
+    """Complete, abandon or keep the claim. Never completes after a stop or a lost lease. A
+    busy store is tried again until `lease_ends` (monotonic), except after a stop."""
     if job.stop.is_set():
         _release(queue, claim)
         return "interrupted"
@@ -190,19 +200,33 @@ def _settle(queue: Queue, claim: QueuedWorkClaim, job: Job, verdict: Any, ok: bo
         return "timed_out"
     if ok:
         try:
-            queue.complete(claim)
+            _patiently(lambda: queue.complete(claim), job.stop, lease_ends)
         except LeaseLost:
             return "lease_lost"
         return "completed"
     if on_failure == "keep":
         return "kept"
-    queue.abandon(claim)
+    _patiently(lambda: queue.abandon(claim), job.stop, lease_ends)
     return "abandoned"
 
 
 def _release(queue: Queue, claim: QueuedWorkClaim) -> None:
     with contextlib.suppress(LeaseLost):
         queue.abandon(claim)
+
+
+def _patiently(operation: Callable[[], _T], stop: threading.Event, until: float) -> _T:
+    """`operation()`, tried again while the store is busy, with a back-off (50 ms, doubling to
+    2 s), until the monotonic time `until` or a stop: then the StoreBusy is raised."""
+    pause = 0.05
+    while True:
+        try:
+            return operation()
+        except StoreBusy:
+            if stop.is_set() or time.monotonic() + pause > until:
+                raise
+            stop.wait(pause)
+            pause = min(pause * 2, 2.0)
 
 
 # ----------------------------------------------------------------- the lease keeper
