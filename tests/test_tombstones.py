@@ -341,3 +341,30 @@ def test_config_refuses_bad_input_with_exit_2(args, message, store_path):
     code, out, err = _cli(*args)
     assert code == 2 and out == "" and message in err and err.count("\n") == 1
     assert not store_path.exists()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_inspect_and_the_overview_count_tombstones_without_reading_one(kind, tmp_path, monkeypatch, clock):
+    """A session's tombstones are counted where they are stored: `turnq inspect` of a session
+    with many tombstones (and the overview of every session) loads none of them."""
+    from turnq.store import pg_tombstones
+    from turnq.store import sqlite as sqlite_store
+
+    with fresh_store_url(kind, tmp_path) as url:
+        q = Queue(url, now=clock)
+        for n in range(5):
+            settle(q, "s", f"k:{n}")
+        settle(q, "only-tombstones", "k:x")
+        q.enqueue_text("s", "live")
+
+        def never(self):
+            raise AssertionError("a tombstone was read to be counted")
+
+        monkeypatch.setattr(sqlite_store._Tombstones, "load", never)
+        monkeypatch.setattr(pg_tombstones.PgTombstones, "load", never)
+        assert q.inspect("s").tombstone_count == 5
+        summaries = {s.session_id: s.tombstones for s in q.overview().sessions}
+        assert summaries == {"s": 5, "only-tombstones": 1}
+        monkeypatch.undo()
+        assert len(q.inspect("s", tombstones=True).tombstone_list) == 5  # asked for: read
+        q.store.close()

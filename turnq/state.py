@@ -140,7 +140,11 @@ class QueueState:
         return self.tombstones.get(session_id, [])
 
     def session_ids(self) -> list[str]:
-        return sorted(set(self.sessions) | set(self.tombstones))
+        return sorted(set(self.sessions) | set(self.tombstone_counts()))
+
+    def tombstone_counts(self) -> dict[str, int]:
+        """Each session's number of tombstones (sessions without one left out)."""
+        return {session_id: len(tombs) for session_id, tombs in self.tombstones.items() if tombs}
 
     def all_batches(self) -> list[StoredBatch]:
         """Every live batch, store-wide, in enqueue order."""
@@ -257,6 +261,10 @@ class TombstoneSource(Protocol):
     def load(self) -> list[StoredTombstone]:
         """Every tombstone in the transaction's scope (registered in the snapshot)."""
 
+    def count(self) -> dict[str, int]:
+        """How many tombstones each session of the scope holds (a database counts them
+        without reading one)."""
+
 
 class LazyTombstoneState(QueueState):
     """A state whose tombstones stay where they are stored until `tombstones` itself is read
@@ -282,6 +290,15 @@ class LazyTombstoneState(QueueState):
                 loaded.setdefault(session_id, []).extend(added)
             self._loaded, self._added = loaded, {}
         return self._loaded
+
+    def tombstone_counts(self) -> dict[str, int]:
+        """Counted where they are stored (inspect's counts load no tombstone), unless loaded."""
+        if self._loaded is not None or self._rows is None:
+            return super().tombstone_counts()
+        counts = dict(self._rows.count())
+        for session_id, added in self._added.items():  # not in the tables until saved
+            counts[session_id] = counts.get(session_id, 0) + len(added)
+        return {session_id: n for session_id, n in counts.items() if n}
 
     @tombstones.setter
     def tombstones(self, value: dict[str, list[StoredTombstone]]) -> None:

@@ -86,13 +86,14 @@ class SessionView:
 
 def overview(state: QueueState, now_ms: int) -> Overview:
     summaries = []
-    for session_id in state.session_ids():
+    tombstones = state.tombstone_counts()
+    for session_id in sorted(set(state.sessions) | set(tombstones)):
         counts = {"ready": 0, "delayed": 0, "held": 0, "lease_expired": 0}
         batches = state.session(session_id)
         for stored in batches:
             counts[engine.batch_state(stored, now_ms)] += 1
         oldest = min((b.batch.enqueued_at_ms for b in batches), default=None)
-        summaries.append(SessionSummary(session_id, **counts, tombstones=len(state.session_tombstones(session_id)),
+        summaries.append(SessionSummary(session_id, **counts, tombstones=tombstones.get(session_id, 0),
                                         oldest_enqueued_at_ms=oldest))
     return Overview(now_ms, summaries, state.tombstone_retention_ms)
 
@@ -108,9 +109,13 @@ def session_view(state: QueueState, session_id: str, now_ms: int, *, pending: bo
         run = [stored.batch for stored in engine.plan_claim(state, session_id, boundary, max_batches, now_ms)]
         next_claim[boundary] = run
         materialized[boundary] = materialize(run, boundary) if run else None
-    tomb_list = [t.summary() for t in state.session_tombstones(session_id)] if tombstones else None
-    return SessionView(now_ms, session_id, views, len(state.session_tombstones(session_id)), next_claim,
-                       materialized, tomb_list, state.tombstone_retention_ms)
+    if tombstones:
+        tomb_list = [t.summary() for t in state.session_tombstones(session_id)]
+        count = len(tomb_list)
+    else:
+        tomb_list, count = None, state.tombstone_counts().get(session_id, 0)
+    return SessionView(now_ms, session_id, views, count, next_claim, materialized, tomb_list,
+                       state.tombstone_retention_ms)
 
 
 def batch_view(state: QueueState, session_id: str, batch_id: str, now_ms: int) -> BatchView:

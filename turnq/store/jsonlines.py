@@ -103,6 +103,12 @@ class TombstoneLines:
     def load(self) -> list[StoredTombstone]:
         return list(self._all())
 
+    def count(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for tomb in self._all():  # the file is parsed whole anyway; no cheaper count here
+            counts[tomb.session_id] = counts.get(tomb.session_id, 0) + 1
+        return counts
+
     def lines_with(self, added: list[StoredTombstone], encode: Any) -> list[str] | None:
         """The lines to write: these, then the added ones (`encode`: a tombstone's line), when
         that keeps them oldest first; None when it would not (the caller sorts them all)."""

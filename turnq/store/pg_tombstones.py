@@ -69,6 +69,16 @@ def load(conn: Any, session_id: str | None, location: str) -> list[Any]:
     return [rows.tombstone_from_row(_values(row), location) for row in found]
 
 
+def count(conn: Any, session_id: str | None) -> dict[str, int]:
+    """Tombstones per session (of `session_id` only, when given), none read."""
+    if session_id is None:
+        found = conn.execute("SELECT session_id, count(*) FROM turnq_tombstones GROUP BY session_id").fetchall()
+    else:
+        found = conn.execute("SELECT session_id, count(*) FROM turnq_tombstones WHERE session_id = %s "
+                             "GROUP BY session_id", (session_id,)).fetchall()
+    return {session: int(n) for session, n in found}
+
+
 def read_retention(conn: Any) -> int | None:
     row = conn.execute(f"SELECT {RETENTION_EXPR}").fetchone()
     return None if row is None or row[0] is None else int(row[0])
@@ -107,6 +117,9 @@ class PgTombstones:
         if self.snapshot is not None:
             self.snapshot.tombstones.difference_update(tomb.batch_id for tomb in removed)
         return removed
+
+    def count(self) -> dict[str, int]:
+        return self._run(lambda conn: count(conn, self.session_id), {})
 
     def load(self) -> list[Any]:
         loaded = self._run(lambda conn: load(conn, self.session_id, self.location), [])

@@ -500,6 +500,14 @@ class _Tombstones:
             self.snapshot.tombstones.difference_update(tomb.batch_id for tomb in removed)
         return removed
 
+    def count(self) -> dict[str, int]:
+        if self.session_id is None:
+            found = self._query("SELECT session_id, count(*) FROM turnq_tombstones GROUP BY session_id")
+        else:
+            found = self._query("SELECT session_id, count(*) FROM turnq_tombstones WHERE session_id = ? "
+                                "GROUP BY session_id", (self.session_id,))
+        return {session: int(n) for session, n in found}
+
     def load(self) -> list[Any]:
         if self.session_id is None:
             found = self._query(f"{_TOMB_SELECT} ORDER BY {_U64_ORDER_SETTLED}")
