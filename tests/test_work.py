@@ -393,3 +393,40 @@ def test_a_store_busy_past_the_lease_ends_the_worker_with_store_busy(tmp_path: P
     with pytest.raises(StoreBusy):
         list(queue.work("s", lambda job: None, idle_exit=True, ttl_ms=600))
     assert 2 <= len(tries) and tries[-1] - tries[0] < 1.0  # tried again, and gave up as the lease ran out
+
+
+def test_a_second_sigint_cuts_the_grace_period_short(tmp_path: Path) -> None:
+    """Ctrl-C once: the command gets SIGINT and the grace period; Ctrl-C again: it is killed at
+    once (as a person pressing it twice means), and the claim is still abandoned, exit 130."""
+    store = str(tmp_path / "q.json")
+    batch = Queue(store).enqueue_text("s", "stubborn").batch
+    started = tmp_path / "started"
+    stubborn = tmp_path / "stubborn.py"
+    stubborn.write_text(textwrap.dedent(f"""
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sys.stdin.read()
+        open({str(started)!r}, "w").close()
+        time.sleep(120)
+    """))
+    worker = subprocess.Popen([sys.executable, "-m", "turnq", "work", "s", "--json", "--grace", "60s", "--",
+                               sys.executable, str(stubborn)], env=_env(store), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(started.exists)
+        worker.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert worker.poll() is None  # in the grace period: the command ignores SIGINT
+        worker.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        out, err = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 130, err
+    assert time.monotonic() - signalled < 10  # not the 60 s grace
+    (record,) = _records(out)
+    assert record["outcome"] == "interrupted" and record["exit_status"] == -signal.SIGKILL
+    again = Queue(store).claim("s", owner="next")
+    assert again is not None and again.batch_ids == [batch.batch_id]

@@ -66,6 +66,11 @@ class Job:
     def should_stop(self) -> bool:
         return self.lease_lost.is_set() or self.stop.is_set()
 
+    def forced(self) -> bool:
+        """A second SIGINT/SIGTERM came: the person means it, so no grace period."""
+        count = getattr(self.stop_signal, "count", None)
+        return count is not None and count() > 1
+
 
 @dataclass
 class Ran:
@@ -326,7 +331,7 @@ class CommandHandler:
             except subprocess.TimeoutExpired:
                 pass
             if job.stop.is_set():
-                status = self._stop(proc, job.stop_signal() or signal.SIGTERM)
+                status = self._stop(proc, job.stop_signal() or signal.SIGTERM, job.forced)
                 break
             if job.lease_lost.is_set():
                 status = self._stop(proc, signal.SIGTERM)
@@ -338,14 +343,19 @@ class CommandHandler:
         feeder.join(timeout=1)
         return Ran(status, timed_out)
 
-    def _stop(self, proc: subprocess.Popen[bytes], signum: int) -> int:
-        """Send `signum` to the command's group; SIGKILL it after the grace period."""
+    def _stop(self, proc: subprocess.Popen[bytes], signum: int, forced: Callable[[], bool] = lambda: False) -> int:
+        """Send `signum` to the command's group; SIGKILL it after the grace period, or at once
+        when `forced()` becomes true (a second Ctrl-C) during it."""
         _signal_group(proc, signum)
-        try:
-            return proc.wait(timeout=self.grace_s)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
-            return proc.wait()
+        deadline = time.monotonic() + self.grace_s
+        while True:
+            try:
+                return proc.wait(timeout=max(0.0, min(0.05, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                pass
+            if forced() or time.monotonic() >= deadline:
+                _signal_group(proc, signal.SIGKILL)
+                return proc.wait()
 
 
 def _feed(proc: subprocess.Popen[bytes], text: str) -> None:
@@ -368,16 +378,30 @@ def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
 def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
                     ) -> Iterator[Callable[[], int | None]]:
     """While inside: SIGINT/SIGTERM set `stop` instead of ending the process (main thread only).
-    Yields a function giving the signal received (None: none yet); old handlers come back after."""
-    received: list[int] = []
+    Yields a function giving the first signal received (None: none yet), whose `count()` says
+    how many came (a second one cuts a command's grace period short); old handlers come back after."""
+    received = _Received()
 
     def on_signal(signum: int, frame: Any) -> None:
-        received.append(signum)
+        received.signals.append(signum)
         stop.set()
 
     previous = {signum: signal.signal(signum, on_signal) for signum in signals}
     try:
-        yield lambda: received[0] if received else None
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class _Received:
+    """The signals `stop_on_signals` caught: called, the first (None: none yet)."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+
+    def __call__(self) -> int | None:
+        return self.signals[0] if self.signals else None
+
+    def count(self) -> int:
+        return len(self.signals)
