@@ -138,3 +138,43 @@ def test_api_refuses_past_the_limit_on_every_backend(store, tmp_path):
     after = store.read()
     assert after.next_seq == before.next_seq == U64_MAX
     assert [(b.fencing, b.lease) for b in after.session("s")] == [(U64_MAX, None)]
+
+
+def _audit_ids_at_their_limit(url: str) -> None:
+    """The store's next audit id put past its limit, as only an edit of the store can."""
+    Queue(url, now=NOW).enqueue_text("s", "first")  # audit id 1
+    if url.startswith("sqlite:"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:  # the log's ids are INTEGER PRIMARY KEY
+            conn.execute("UPDATE turnq_meta SET value = ? WHERE key = 'next_log_id'", (2**63 - 1,))
+        Queue(url, now=NOW).enqueue_text("s", "takes the last id, 2^63-1")
+    elif url.startswith("postgresql:"):
+        import psycopg
+
+        store = Queue(url).store
+        with psycopg.connect(store.conninfo, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{store.schema}"')
+            conn.execute("SELECT setval('turnq_log_ids', 9223372036854775807, true)")  # bigint: 2^63-1 used
+    else:
+        log = Path(url + ".log")
+        log.write_text(log.read_text().replace('{"id":1,', '{"id":18446744073709551615,', 1))
+
+
+def test_audit_ids_at_their_limit_refuse_the_operation_whole_and_say_the_way_out(store_url):
+    """Audit ids are store counters too: an operation whose entry would take one past the limit
+    (2^64-1; 2^63-1 where the database keeps them as signed 64-bit) is refused (exit 10) and
+    changes nothing (it used to write id 2^64 in the JSON log, or fail with exit 70 or 9)."""
+    _audit_ids_at_their_limit(store_url)
+    before = snapshot(store_url)
+    for args in (("enqueue", "s", "--text", "one more"), ("claim", "s")):
+        result = run(store_url, *args, "--json")
+        assert result.exit_code == 10, (result.exit_code, result.stderr)
+        error = json.loads(result.stderr)
+        assert error["error"] == "limit" and "audit-log ids" in error["message"] and "TURNQ_LOG=off" in error["message"]
+    assert snapshot(store_url) == before
+    logged = [e["id"] for e in Queue(store_url).store.read_log()]
+    assert max(logged) <= U64_MAX
+    result = CliRunner(env={"TURNQ_LOG": "off"}).invoke(
+        app, ["enqueue", "s", "--text", "unlogged", "--store", str(store_url), "--now", str(NOW)])
+    assert result.exit_code == 0, result.stderr  # the way out the message gives

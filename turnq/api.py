@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import engine, identifiers, ids
 from .clock import Clock, FixedClock, SystemClock, parse_time
 from .engine import ClaimRef, EnqueueResult
-from .errors import InvalidInput, StoreBusy, StoreUnreadable, StoreUnwritable, TurnqError
+from .errors import CounterLimit, InvalidInput, StoreBusy, StoreUnreadable, StoreUnwritable, TurnqError
 from .models import (
     BOUNDARIES,
     DELIVERY_POLICIES,
@@ -91,7 +91,7 @@ class Queue:
                     state.record(op, now, session_id, batch_ids or [], outcome="refused", reason=err.message,
                                  **fields)
                     refused = err
-        except StoreUnwritable:
+        except (StoreUnwritable, CounterLimit):
             if refused is None:
                 raise
             # Only the refusal's log entry failed to be written: the refusal is what the caller must hear.

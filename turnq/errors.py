@@ -26,7 +26,7 @@ class ExitStatus(IntEnum):
     # turnq addition: the store could not be written (read-only file, full disk,
     # missing folder). The store is left as it was.
     STORE_UNWRITABLE = 9
-    # An operation would take a store counter (enqueue sequence, fencing counter) past 2^64-1.
+    # An operation would take a store counter (enqueue sequence, fencing counter, audit id) past its limit.
     LIMIT = 10
     # A bug: an unexpected failure. sysexits' EX_SOFTWARE, so CI tells a crash from a failed check.
     INTERNAL = 70
@@ -100,3 +100,11 @@ class CounterLimit(TurnqError):
     """A store counter would pass 2^64-1 (the wire's u64); nothing changed (exit 10)."""
 
     exit_status = ExitStatus.LIMIT
+
+
+def audit_ids_at_limit(location: str, last_id: int, limit: str) -> CounterLimit:
+    """The refusal of an operation whose audit-log entries would take an id past the store's
+    limit (nothing was changed). Another write could never be logged either: say the way out."""
+    return CounterLimit(f"store {location}: its audit-log ids are at their limit ({last_id}; {limit}): the "
+                        "operation was refused and nothing was changed; run with TURNQ_LOG=off, or move the queue "
+                        "to a new store (turnq migrate), whose log starts again at 1")

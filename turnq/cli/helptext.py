@@ -73,7 +73,7 @@ EXIT_CODES = {
     "store_unreadable": "store corrupt or of a newer schema ('turnq doctor' says why)",
     "store_busy": "the store lock was not free within --lock-timeout",
     "store_unwritable": "the store could not be written; it is left as it was",
-    "limit": "a store counter would pass 2^64-1; nothing changed",
+    "limit": "a store counter would pass its limit; nothing changed",
 }
 
 ENVIRONMENT = (

@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable
+from ..clock import U64_MAX
+from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable, audit_ids_at_limit
 from ..limits import loads_json, nesting_error, read_regular_file
 from ..state import LazyTombstoneState, QueueState
 from . import codec, files, jsonlines
@@ -127,6 +128,8 @@ class JsonFileStore(Store):
             if self.log_enabled:  # refused before anything is written, not after
                 files.check_not_symlink(self.log_path, "audit log")
             yield state
+            if self.log_enabled and state.audit:
+                self._check_log_room(len(state.audit))  # before the state is written: refused whole
             saved = state.changed
             if saved:
                 self._write(codec.encode(state))
@@ -159,6 +162,17 @@ class JsonFileStore(Store):
             oldest_kept = entries[-1]["id"] - self.log_max_entries
             after_id = max(after_id, oldest_kept)
         return [entry for entry in entries if entry["id"] > after_id]
+
+    def _check_log_room(self, count: int) -> None:
+        """CounterLimit when `count` more entries would take an audit id past 2^64-1."""
+        try:
+            fd = files.open_sidecar(self.log_path, os.O_RDONLY, "audit log")
+            with os.fdopen(fd, "rb") as handle:
+                _first_id, last_id, _torn = _log_bounds(handle)
+        except OSError:
+            return  # no log yet (ids start at 1); any other trouble is the append's to word
+        if last_id + count > U64_MAX:
+            raise audit_ids_at_limit(self.location, last_id, "2^64-1")
 
     def _append_log(self, entries: list[dict[str, Any]]) -> None:
         path = self.log_path

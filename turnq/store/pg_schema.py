@@ -104,6 +104,14 @@ SET_SEQ = f"UPDATE turnq_meta SET value = %s::numeric - {_PEEK_RAW} WHERE key = 
 
 LOG_MAX_ID = 2**63 - 1
 
+#: Are the audit ids used up (the sequence, bigint, handed out 2^63-1)? Read as a transaction
+#: opens, so that such a store refuses an operation before it takes anything (a nextval of the
+#: enqueue sequence is never undone).
+LOG_IDS_USED_UP = f"(SELECT is_called AND last_value >= {LOG_MAX_ID} FROM turnq_log_ids)"
+
+#: TAKE_SEQ, unless the audit ids are used up (no row then: the operation is refused).
+TAKE_SEQ_IF_LOGGABLE = f"{TAKE_SEQ} AND NOT {LOG_IDS_USED_UP}"
+
 
 def statements(script: str) -> list[str]:
     """The script's statements; a function body ($fn$ … $fn$) stays whole."""

@@ -48,6 +48,7 @@ from ..errors import (
     StoreUnreadable,
     StoreUnwritable,
     TurnqError,
+    audit_ids_at_limit,
 )
 from ..state import QueueState
 from ..redact import redact_location as _redact  # the one redaction (userinfo, password=, encoded)
@@ -232,6 +233,9 @@ class PostgresStore(Store):
 
     def _error(self, err: Exception, writing: bool, connecting: bool = False) -> TurnqError:
         text = " ".join(str(err).split()) or type(err).__name__
+        if isinstance(err, pg_errors.SequenceGeneratorLimitExceeded) and "turnq_log_ids" in text:
+            # The audit ids' sequence (bigint) is used up: the transaction is rolled back whole.
+            return audit_ids_at_limit(self.location, pg_schema.LOG_MAX_ID, "2^63-1 in a PostgreSQL store")
         if isinstance(err, (pg_errors.LockNotAvailable, pg_errors.DeadlockDetected)):
             return StoreBusy(f"store {self.location} is busy: another worker holds the lock "
                              f"(waited {self.lock_timeout_ms} ms); retry, or raise --lock-timeout")
@@ -465,21 +469,26 @@ class PostgresStore(Store):
         # The retention rides on the locks' statement (no round trip of its own). It is read as
         # of that statement's start: a change made meanwhile applies from the next operation.
         retention = pg_tombstones.RETENTION_EXPR
+        used_up = pg_schema.LOG_IDS_USED_UP if self.log_enabled else "false"
         seq_cursor = None
         with conn.pipeline():
             conn.execute("BEGIN")
             if session_id is None:
                 first = conn.execute(f"SELECT set_config('lock_timeout', %s, true), "
-                                     f"pg_advisory_xact_lock({_STORE_KEY}), {retention}", (timeout,))
+                                     f"pg_advisory_xact_lock({_STORE_KEY}), {retention}, {used_up}", (timeout,))
                 seq_cursor = conn.execute(pg_schema.PEEK_SEQ)
             else:
                 first = conn.execute(f"SELECT set_config('lock_timeout', %s, true), "
                                      f"pg_advisory_xact_lock_shared({_STORE_KEY}), "
-                                     f"pg_advisory_xact_lock({_SESSION_KEY}), {retention}", (timeout, session_id))
+                                     f"pg_advisory_xact_lock({_SESSION_KEY}), {retention}, {used_up}",
+                                     (timeout, session_id))
                 if takes_seq:
-                    seq_cursor = conn.execute(pg_schema.TAKE_SEQ)
+                    seq_cursor = conn.execute(pg_schema.TAKE_SEQ_IF_LOGGABLE if self.log_enabled
+                                              else pg_schema.TAKE_SEQ)
             batch_cursor = conn.execute(*self._batch_query(session_id, lock=True))
-        retention_ms = first.fetchone()[-1]
+        *_, retention_ms, log_ids_used_up = first.fetchone()
+        if log_ids_used_up:  # refused before anything is taken or written
+            raise audit_ids_at_limit(self.location, pg_schema.LOG_MAX_ID, "2^63-1 in a PostgreSQL store")
         state: QueueState
         if session_id is None:
             seq = int(seq_cursor.fetchone()[0])  # type: ignore[union-attr]
@@ -490,8 +499,9 @@ class PostgresStore(Store):
             snapshot = rows.Snapshot(0)  # the counter is not known until asked for
             tombstones = _KeyLookup(conn, session_id, snapshot, self.location, lambda err: self._failed(state, err))
             state = tombstones.state = _SessionState(lambda: self._take_seq(conn, state), tombstones)
-            if seq_cursor is not None:
-                state.hand_seq(int(seq_cursor.fetchone()[0]))
+            taken = None if seq_cursor is None else seq_cursor.fetchone()
+            if taken is not None:
+                state.hand_seq(int(taken[0]))
         state.tombstone_retention_ms = snapshot.retention_ms = None if retention_ms is None else int(retention_ms)
         self._fill(state, snapshot, batch_cursor.fetchall())
         return state, snapshot

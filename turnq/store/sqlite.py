@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import limits
-from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable, TurnqError
+from ..errors import StoreBusy, StoreUnreadable, StoreUnwritable, TurnqError, audit_ids_at_limit
 from ..state import QueueState
 from . import rows
 from .base import DEFAULT_LOG_MAX_ENTRIES, Store
@@ -458,11 +458,14 @@ class SqliteStore(Store):
             self._write_setting(conn, rows.RETENTION_KEY, state.tombstone_retention_ms)
 
     def _append_log(self, conn: sqlite3.Connection, entries: list[dict[str, Any]], next_id: int) -> None:
+        if next_id + len(entries) - 1 > I64_MAX:  # the log's INTEGER PRIMARY KEY: ids stay in order
+            raise audit_ids_at_limit(self.location, next_id - 1, "2^63-1 in a SQLite store")
         ids = range(next_id, next_id + len(entries))
         conn.executemany("INSERT INTO turnq_log (id, entry) VALUES (?, ?)",
                          [(i, rows.dumps(entry)) for i, entry in zip(ids, entries)])
         last = next_id + len(entries) - 1
-        conn.execute("INSERT OR REPLACE INTO turnq_meta (key, value) VALUES ('next_log_id', ?)", (last + 1,))
+        # At the limit, the next id (2^63) is kept as SQLite keeps every u64 above 2^63-1.
+        conn.execute("INSERT OR REPLACE INTO turnq_meta (key, value) VALUES ('next_log_id', ?)", _to_db((last + 1,)))
         conn.execute("DELETE FROM turnq_log WHERE id <= ?", (last - self.log_max_entries,))
 
 
