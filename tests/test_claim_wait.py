@@ -195,3 +195,48 @@ def test_postgres_notifies_on_enqueue_and_not_on_claim() -> None:
             assert waiter.wait(5) is True
         finally:
             waiter.close()
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_a_waiting_claimer_woken_by_other_sessions_writes_looks_without_a_write_transaction(
+        kind: str, tmp_path: Path, monkeypatch) -> None:
+    """On the JSON file and SQLite, writes to other sessions wake every waiter (one change marker
+    per store; PostgreSQL wakes only the session's). A woken waiter first looks read-only: it
+    opens a claim transaction only when work is claimable for it, so idle workers do not take the
+    store's write lock in turn at every write elsewhere."""
+    with fresh_store_url(kind, tmp_path) as url:
+        writer = Queue(url)
+        writer.enqueue_text("b", "exists")  # the store exists; session a is empty
+        waiter_queue = Queue(url)
+        opened: list[str | None] = []
+        real = waiter_queue.store.transaction
+
+        def counting(session_id=None, **kwargs):
+            opened.append(session_id)
+            return real(session_id, **kwargs)
+
+        monkeypatch.setattr(waiter_queue.store, "transaction", counting)
+        got: list = []
+        thread = threading.Thread(target=lambda: got.append(waiter_queue.claim("a", wait_ms=20_000)))
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not opened and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for n in range(5):  # writes elsewhere: each wakes the waiter
+                time.sleep(0.15)
+                writer.enqueue_text("b", f"elsewhere {n}")
+            time.sleep(0.3)
+            assert opened == ["a"]  # only the first try; every wake since was a read
+            writer.enqueue_text("a", "for the waiter")
+            thread.join(timeout=15)
+        finally:
+            if thread.is_alive():
+                writer.enqueue_text("a", "let it go")
+                thread.join(timeout=15)
+        assert got and got[0] is not None and got[0].session_id == "a"
+        assert opened == ["a", "a"]  # and one transaction to claim it
+        for queue in (writer, waiter_queue):
+            close = getattr(queue.store, "close", None)
+            if close:
+                close()

@@ -261,11 +261,19 @@ class Queue:
         def attempt() -> tuple[QueuedWorkClaim | None, int | None]:
             return self._claim_once(session_id, owner, boundary, ttl_ms, max_batches, batch_ids)
 
+        def peek() -> tuple[bool, int | None]:
+            """Is anything claimable (read only: no write lock)? If not, the next change time."""
+            state, now = self.store.read(session_id), self.clock.now_ms()
+            if engine.plan_claim(state, session_id, boundary, max_batches, now):
+                return True, None
+            return False, engine.next_change_ms(state, session_id, now)
+
         if not wait_ms:
             return attempt()[0]
         from .waiting import claim_waiting
 
-        return claim_waiting(self, session_id, attempt, wait_ms, stop, waiter)
+        # An exact claim's refusals are logged: it always goes through the transaction.
+        return claim_waiting(self, session_id, attempt, wait_ms, stop, waiter, peek if batch_ids is None else None)
 
     def _claim_once(self, session_id: str, owner: str, boundary: str, ttl_ms: int, max_batches: int,
                     batch_ids: Sequence[str] | None) -> tuple[QueuedWorkClaim | None, int | None]:

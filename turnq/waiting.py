@@ -6,7 +6,11 @@ try to claim; when nothing is claimable, sleep until the first of
 - the session's next delay end or lease expiry (`engine.next_change_ms`, from the same
   transaction as the empty claim), when the clock is the real one,
 - the overall wait ends (then None), or `stop()` says so (checked every 250 ms),
-then try again.
+then try again. A try after a wake first looks without taking the write lock (`peek`): a
+store that changes often elsewhere (other sessions' writes wake every waiter) is then not
+locked by each idle waiter in turn; only when work is claimable does the claim transaction run.
+(An empty claim changes nothing and logs nothing, so seeing "nothing" in a read snapshot is the
+same answer the transaction would give at that instant.)
 """
 
 from __future__ import annotations
@@ -29,15 +33,22 @@ _HINT_SLACK_S = 0.002
 def claim_waiting(queue: Queue, session_id: str,
                   attempt: Callable[[], tuple[QueuedWorkClaim | None, int | None]],
                   wait_ms: int, stop: Callable[[], bool] | None,
-                  waiter: ChangeWaiter | None = None) -> QueuedWorkClaim | None:
+                  waiter: ChangeWaiter | None = None,
+                  peek: Callable[[], tuple[bool, int | None]] | None = None) -> QueuedWorkClaim | None:
     """`waiter`: one made by the caller, kept across claims (a worker: one PostgreSQL LISTEN
-    connection for its life); None: one for this claim only."""
+    connection for its life); None: one for this claim only. `peek`: a read-only look, used
+    before every try but the first (None: always try)."""
     if waiter is None:
         with queue.store.change_waiter(session_id) as own:
-            return claim_waiting(queue, session_id, attempt, wait_ms, stop, own)
+            return claim_waiting(queue, session_id, attempt, wait_ms, stop, own, peek)
     deadline = time.monotonic() + wait_ms / 1000
+    first = True
     while True:
-        claim, hint_ms = attempt()
+        claimable, hint_ms = (True, None) if first or peek is None else peek()
+        first = False
+        claim = None
+        if claimable:
+            claim, hint_ms = attempt()
         if claim is not None:
             return claim
         if time.monotonic() >= deadline or (stop is not None and stop()):
