@@ -371,9 +371,11 @@ def test_a_busy_store_is_tried_again_not_the_end_of_the_worker(tmp_path: Path, m
 
     monkeypatch.setattr(queue, "claim", busy_first("claim", real_claim))
     monkeypatch.setattr(queue, "complete", busy_first("complete", real_complete))
-    results = list(queue.work("s", lambda job: None, idle_exit=True, ttl_ms=5_000))
+    told: list[str] = []
+    results = list(queue.work("s", lambda job: None, idle_exit=True, ttl_ms=5_000, on_busy=told.append))
     assert [r.outcome for r in results] == ["completed"]
     assert calls["complete"] == 3 and calls["claim"] >= 3
+    assert len(told) == 2 and all(m.endswith("busy: another worker holds the lock; trying again") for m in told)
     assert queue.list("s") == []
 
 

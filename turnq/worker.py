@@ -108,10 +108,12 @@ def work(queue: Queue, session_id: str, handler: Callable[[Job], Any], *, owner:
          boundary: str = "idle", ttl_ms: int = DEFAULT_WORK_TTL_MS, max_batches: int = 64,
          wait_ms: int | None = None, idle_exit: bool = False, max_claims: int | None = None,
          on_failure: str = "abandon", stop: threading.Event | None = None,
-         stop_signal: Callable[[], int | None] = lambda: None) -> Iterator[WorkResult]:
+         stop_signal: Callable[[], int | None] = lambda: None,
+         on_busy: Callable[[str], None] = lambda message: None) -> Iterator[WorkResult]:
     """Claim and handle until `max_claims` claims were handled, the queue is empty after a
     wait (`idle_exit`), or `stop` is set. `wait_ms=None`: wait for work for ever (with
-    `idle_exit`: not at all)."""
+    `idle_exit`: not at all). `on_busy(message)`: told once each time the store turns out busy
+    and is tried again (the CLI says so on stderr)."""
     if on_failure not in ON_FAILURE:
         raise InvalidInput(f"unknown on-failure action {on_failure!r}: expected abandon or keep")
     if ttl_ms <= 0:
@@ -131,19 +133,21 @@ def work(queue: Queue, session_id: str, handler: Callable[[Job], Any], *, owner:
         while (max_claims is None or handled < max_claims) and not stop.is_set():
             claim = _patiently(lambda: queue.claim(
                 session_id, owner=owner, boundary=boundary, ttl_ms=ttl_ms, max_batches=max_batches,
-                wait_ms=wait_ms, stop=stop.is_set, waiter=waiter), stop, time.monotonic() + BUSY_RETRY_MS / 1000)
+                wait_ms=wait_ms, stop=stop.is_set, waiter=waiter), stop, time.monotonic() + BUSY_RETRY_MS / 1000,
+                on_busy)
             if claim is None:
                 if idle_exit:
                     return
                 continue
             handled += 1
             yield handle_claim(queue, claim, handler, ttl_ms=ttl_ms, on_failure=on_failure, stop=stop,
-                               stop_signal=stop_signal)
+                               stop_signal=stop_signal, on_busy=on_busy)
 
 
 def handle_claim(queue: Queue, claim: QueuedWorkClaim, handler: Callable[[Job], Any], *, ttl_ms: int,
                  on_failure: str, stop: threading.Event,
-                 stop_signal: Callable[[], int | None] = lambda: None) -> WorkResult:
+                 stop_signal: Callable[[], int | None] = lambda: None,
+                 on_busy: Callable[[str], None] = lambda message: None) -> WorkResult:
     """Run the handler on one claim with its lease kept alive, then settle the claim."""
     job = Job(claim, threading.Event(), stop, stop_signal)
     started_ms, started = queue.clock.now_ms(), time.monotonic()
@@ -170,7 +174,7 @@ def handle_claim(queue: Queue, claim: QueuedWorkClaim, handler: Callable[[Job], 
     ok, status = _judge(verdict)
     if not ok and error is None and status is None and verdict is not False:
         error = f"the handler returned {type(verdict).__name__}: expected None, a bool or an int"
-    outcome = _settle(queue, claim, job, verdict, ok, on_failure, keeper.expires_at)
+    outcome = _settle(queue, claim, job, verdict, ok, on_failure, keeper.expires_at, on_busy)
     if outcome == "lease_lost" and error is None:
         error = keeper.error or "the lease was lost: another worker may hold the batches now"
     return WorkResult(claim, outcome, ok, status, error, started_ms, queue.clock.now_ms(),
@@ -191,7 +195,7 @@ def _judge(verdict: Any) -> tuple[bool, int | None]:
 
 
 def _settle(queue: Queue, claim: QueuedWorkClaim, job: Job, verdict: Any, ok: bool, on_failure: str,
-            lease_ends: float) -> Outcome:
+            lease_ends: float, on_busy: Callable[[str], None] = lambda message: None) -> Outcome:
     """Complete, abandon or keep the claim. Never completes after a stop or a lost lease. A
     busy store is tried again until `lease_ends` (monotonic), except after a stop."""
     if job.stop.is_set():
@@ -205,13 +209,13 @@ def _settle(queue: Queue, claim: QueuedWorkClaim, job: Job, verdict: Any, ok: bo
         return "timed_out"
     if ok:
         try:
-            _patiently(lambda: queue.complete(claim), job.stop, lease_ends)
+            _patiently(lambda: queue.complete(claim), job.stop, lease_ends, on_busy)
         except LeaseLost:
             return "lease_lost"
         return "completed"
     if on_failure == "keep":
         return "kept"
-    _patiently(lambda: queue.abandon(claim), job.stop, lease_ends)
+    _patiently(lambda: queue.abandon(claim), job.stop, lease_ends, on_busy)
     return "abandoned"
 
 
@@ -220,16 +224,20 @@ def _release(queue: Queue, claim: QueuedWorkClaim) -> None:
         queue.abandon(claim)
 
 
-def _patiently(operation: Callable[[], _T], stop: threading.Event, until: float) -> _T:
+def _patiently(operation: Callable[[], _T], stop: threading.Event, until: float,
+               on_busy: Callable[[str], None] = lambda message: None) -> _T:
     """`operation()`, tried again while the store is busy, with a back-off (50 ms, doubling to
-    2 s), until the monotonic time `until` or a stop: then the StoreBusy is raised."""
+    2 s), until the monotonic time `until` or a stop: then the StoreBusy is raised. `on_busy`
+    hears of the first busy try only."""
     pause = 0.05
     while True:
         try:
             return operation()
-        except StoreBusy:
+        except StoreBusy as err:
             if stop.is_set() or time.monotonic() + pause > until:
                 raise
+            if pause == 0.05:
+                on_busy(f"{err.message}; trying again")
             stop.wait(pause)
             pause = min(pause * 2, 2.0)
 

@@ -72,7 +72,8 @@ def work(
     with worker.stop_on_signals(stop) as received:
         for result in queue.work(session, handler, owner=owner, boundary=boundary, ttl_ms=ttl_ms,
                                  max_batches=max_batches, wait_ms=wait_ms, idle_exit=idle_exit,
-                                 max_claims=max_claims, on_failure=on_failure, stop=stop, stop_signal=received):
+                                 max_claims=max_claims, on_failure=on_failure, stop=stop, stop_signal=received,
+                                 on_busy=output.warn):
             _report(result, json_out)
     signum = received()
     if signum is not None:
