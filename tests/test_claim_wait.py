@@ -240,3 +240,29 @@ def test_a_waiting_claimer_woken_by_other_sessions_writes_looks_without_a_write_
             close = getattr(queue.store, "close", None)
             if close:
                 close()
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_an_idle_waiter_sleeps_instead_of_polling_with_transactions(kind: str, tmp_path: Path, monkeypatch) -> None:
+    """Nothing is written for a second: the waiter opens its first claim transaction and no
+    other. (On SQLite it used to run one every 5 ms: its own empty COMMIT changed the store's
+    change marker, which woke it at once.)"""
+    with fresh_store_url(kind, tmp_path) as url:
+        queue = Queue(url)
+        queue.enqueue_text("b", "exists")
+        opened: list[str | None] = []
+        real = queue.store.transaction
+
+        def counting(session_id=None, **kwargs):
+            opened.append(session_id)
+            return real(session_id, **kwargs)
+
+        monkeypatch.setattr(queue.store, "transaction", counting)
+        started = time.monotonic()
+        assert queue.claim("a", wait_ms=1000) is None
+        assert time.monotonic() - started >= 0.9
+        assert opened == ["a"]
+        assert queue.store.change_marker() == queue.store.change_marker()
+        close = getattr(queue.store, "close", None)
+        if close:
+            close()

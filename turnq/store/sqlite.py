@@ -399,6 +399,7 @@ class SqliteStore(Store):
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as err:
                 raise self._error(err, writing=True) from None
+            changes_before = conn.total_changes
             try:
                 try:
                     self._check_identity()
@@ -422,7 +423,8 @@ class SqliteStore(Store):
                             self._append_log(conn, entries, int(meta.get("next_log_id", 1)))
                     self._check_identity()  # the last moment: a write not at the path is never acknowledged
                     conn.execute("COMMIT")
-                    self._commits += 1
+                    if conn.total_changes != changes_before:  # an empty claim changed nothing: no news
+                        self._commits += 1
                 except sqlite3.Error as err:
                     raise self._error(err, writing=True) from None
             except StoreUnwritable:
