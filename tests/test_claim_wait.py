@@ -197,6 +197,26 @@ def test_postgres_notifies_on_enqueue_and_not_on_claim() -> None:
             waiter.close()
 
 
+def _transactions_opened(queue: Queue, monkeypatch) -> list[str | None]:
+    """The scope of every write transaction `queue` opens from now on, in order."""
+    opened: list[str | None] = []
+    real = queue.store.transaction
+
+    def counting(session_id=None, **kwargs):
+        opened.append(session_id)
+        return real(session_id, **kwargs)
+
+    monkeypatch.setattr(queue.store, "transaction", counting)
+    return opened
+
+
+def _close(*queues: Queue) -> None:
+    for queue in queues:
+        close = getattr(queue.store, "close", None)
+        if close is not None:
+            close()
+
+
 @pytest.mark.parametrize("kind", STORE_KINDS)
 def test_a_waiting_claimer_woken_by_other_sessions_writes_looks_without_a_write_transaction(
         kind: str, tmp_path: Path, monkeypatch) -> None:
@@ -208,14 +228,7 @@ def test_a_waiting_claimer_woken_by_other_sessions_writes_looks_without_a_write_
         writer = Queue(url)
         writer.enqueue_text("b", "exists")  # the store exists; session a is empty
         waiter_queue = Queue(url)
-        opened: list[str | None] = []
-        real = waiter_queue.store.transaction
-
-        def counting(session_id=None, **kwargs):
-            opened.append(session_id)
-            return real(session_id, **kwargs)
-
-        monkeypatch.setattr(waiter_queue.store, "transaction", counting)
+        opened = _transactions_opened(waiter_queue, monkeypatch)
         got: list = []
         thread = threading.Thread(target=lambda: got.append(waiter_queue.claim("a", wait_ms=20_000)))
         thread.start()
@@ -236,10 +249,7 @@ def test_a_waiting_claimer_woken_by_other_sessions_writes_looks_without_a_write_
                 thread.join(timeout=15)
         assert got and got[0] is not None and got[0].session_id == "a"
         assert opened == ["a", "a"]  # and one transaction to claim it
-        for queue in (writer, waiter_queue):
-            close = getattr(queue.store, "close", None)
-            if close:
-                close()
+        _close(writer, waiter_queue)
 
 
 @pytest.mark.parametrize("kind", STORE_KINDS)
@@ -250,19 +260,10 @@ def test_an_idle_waiter_sleeps_instead_of_polling_with_transactions(kind: str, t
     with fresh_store_url(kind, tmp_path) as url:
         queue = Queue(url)
         queue.enqueue_text("b", "exists")
-        opened: list[str | None] = []
-        real = queue.store.transaction
-
-        def counting(session_id=None, **kwargs):
-            opened.append(session_id)
-            return real(session_id, **kwargs)
-
-        monkeypatch.setattr(queue.store, "transaction", counting)
+        opened = _transactions_opened(queue, monkeypatch)
         started = time.monotonic()
         assert queue.claim("a", wait_ms=1000) is None
         assert time.monotonic() - started >= 0.9
         assert opened == ["a"]
         assert queue.store.change_marker() == queue.store.change_marker()
-        close = getattr(queue.store, "close", None)
-        if close:
-            close()
+        _close(queue)

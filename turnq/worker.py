@@ -229,15 +229,16 @@ def _patiently(operation: Callable[[], _T], stop: threading.Event, until: float,
     """`operation()`, tried again while the store is busy, with a back-off (50 ms, doubling to
     2 s), until the monotonic time `until` or a stop: then the StoreBusy is raised. `on_busy`
     hears of the first busy try only."""
-    pause = 0.05
+    pause, told = 0.05, False
     while True:
         try:
             return operation()
         except StoreBusy as err:
             if stop.is_set() or time.monotonic() + pause > until:
                 raise
-            if pause == 0.05:
+            if not told:
                 on_busy(f"{err.message}; trying again")
+                told = True
             stop.wait(pause)
             pause = min(pause * 2, 2.0)
 
