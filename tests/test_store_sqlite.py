@@ -286,3 +286,22 @@ def test_a_claim_pointing_at_nothing_is_refused_as_in_the_json_store(url, db):
         conn.execute("UPDATE turnq_batches SET claim_id = 'qwc:1:7'")  # a token above the fencing counter
     with pytest.raises(StoreUnreadable, match="matches no claim"):
         q.list("s")
+
+
+def test_a_new_file_opened_while_another_process_holds_it_waits_for_the_wal_switch(tmp_path):
+    """Several workers starting at once on a new store: the one that makes the file WAL needs it
+    to itself, and SQLite refuses that at once (SQLITE_BUSY, no busy handler). It is tried again
+    until the lock timeout instead of failing with exit 8 (the stress test met it 1 time in 30)."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "q.db"
+    path.touch()  # a new, empty store file, as another starting worker has just made it
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.3, holder.rollback).start()
+    queue = Queue(f"sqlite:///{path}", lock_timeout_ms=10_000)
+    assert queue.enqueue_text("s", "first").batch.enqueue_seq == 1
+    holder.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -21,6 +21,7 @@ import os
 import stat
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -145,12 +146,30 @@ class SqliteStore(Store):
             if create and new_file:
                 # Persistent in the file: readers then never block the writer, nor it them.
                 # (Only for a file turnq creates: a foreign database is left as it is.)
-                conn.execute("PRAGMA journal_mode = WAL")
+                self._switch_to_wal(conn)
         except sqlite3.Error as err:
             conn.close()
             raise self._error(err, writing=create) from None
         self._conn, self._writable, self._identity = conn, create, self._file_identity()
         return conn
+
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
+        """PRAGMA journal_mode = WAL. Several processes may open a new file at once; the switch
+        needs the file to itself and SQLite refuses it at once (SQLITE_BUSY: its busy handler is
+        not used there), so it is tried again until the lock timeout. Once one process made the
+        file WAL, the others' switch is a no-op."""
+        deadline = time.monotonic() + self.lock_timeout_ms / 1000
+        pause = 0.002
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if getattr(err, "sqlite_errorcode", 0) & 0xFF not in (_BUSY, _LOCKED) or \
+                        time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     def _refuse_special_file(self) -> None:
         """A directory, FIFO or device at the path is no database: opening a FIFO would hang, and
