@@ -52,32 +52,55 @@ INSERT INTO turnq_meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION}),
     ON CONFLICT (key) DO NOTHING
 """
 
-#: Sequences and functions of version 2 (also what an upgrade from version 1 adds).
-OBJECTS = """
-CREATE SEQUENCE IF NOT EXISTS turnq_enqueue_seq AS bigint MINVALUE 1 START 1 NO CYCLE;
-CREATE SEQUENCE IF NOT EXISTS turnq_log_ids AS bigint MINVALUE 1 START 1 NO CYCLE;
+#: The body of `turnq_append_log` that this turnq writes, named in the function's comment. The
+#: function can change without a new schema version (same arguments, same meaning; turnq of an
+#: older revision go on working with the newer body): the first write of a process replaces an
+#: older one (`postgres.PostgresStore._ensure_schema`). r1 trimmed the log with one range delete
+#: that grew with every row deleted since the table's last vacuum.
+LOG_FUNCTION_REVISION = "turnq_append_log r2"
+
+#: The audit log's append, its revision in its comment.
+LOG_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION turnq_append_log(entries text[], keep bigint) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
     n integer := coalesce(cardinality(entries), 0);
-    last_id bigint;
+    first_id bigint;
+    new_id bigint;
 BEGIN
     -- The transaction id first, the entries' ids after it: an id that a reader cannot see yet
     -- then always belongs to a transaction whose id was handed out before the reader looked.
     PERFORM pg_current_xact_id();
     FOR i IN 1..n LOOP
-        last_id := nextval('turnq_log_ids');
+        new_id := nextval('turnq_log_ids');
+        first_id := coalesce(first_id, new_id);
         IF i > n - keep THEN  -- only the newest `keep` are stored; every entry uses up its id
-            INSERT INTO turnq_log (id, entry) VALUES (last_id, entries[i]);
+            INSERT INTO turnq_log (id, entry) VALUES (new_id, entries[i]);
         END IF;
+        -- Retention: id i pushes id i - keep out, one row found by its key. (A range
+        -- "id <= last - keep" walks every row deleted since the table's last vacuum, on every
+        -- write.) A row another writer is deleting right now is skipped, never waited for.
+        DELETE FROM turnq_log WHERE id = (
+            SELECT l.id FROM turnq_log l WHERE l.id = new_id - keep FOR UPDATE SKIP LOCKED);
     END LOOP;
-    IF last_id IS NOT NULL THEN
-        -- Retention: rows another writer is deleting right now are skipped, never waited for.
-        DELETE FROM turnq_log WHERE id IN
-            (SELECT id FROM turnq_log WHERE id <= last_id - keep FOR UPDATE SKIP LOCKED);
+    -- What that misses (a row still in flight as its successor was taken; rows kept under a
+    -- larger `keep` than this one): swept by the whole range once every 1024 ids.
+    IF new_id / 1024 <> (first_id - 1) / 1024 THEN
+        DELETE FROM turnq_log WHERE id = ANY(ARRAY(
+            SELECT l.id FROM turnq_log l WHERE l.id <= new_id - keep FOR UPDATE SKIP LOCKED));
     END IF;
 END
-$fn$
+$fn$;
+COMMENT ON FUNCTION turnq_append_log(text[], bigint) IS '{LOG_FUNCTION_REVISION}'
 """
+
+#: Sequences and functions of version 2 (also what an upgrade from version 1 adds).
+OBJECTS = f"""
+CREATE SEQUENCE IF NOT EXISTS turnq_enqueue_seq AS bigint MINVALUE 1 START 1 NO CYCLE;
+CREATE SEQUENCE IF NOT EXISTS turnq_log_ids AS bigint MINVALUE 1 START 1 NO CYCLE;
+{LOG_FUNCTION}"""
+
+#: The revision of `turnq_append_log` in a store (None: no comment, revision 1).
+LOG_FUNCTION_IN_STORE = "SELECT obj_description(to_regprocedure('turnq_append_log(text[], bigint)'), 'pg_proc')"
 
 U64_MAX = 2**64 - 1
 
