@@ -7,6 +7,7 @@ connection per process, for as long as the measurement lasts) and counts its cyc
 - turnq PostgreSQL beside a plain SKIP LOCKED queue on the same server: `INSERT`, then
   `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`, then `DELETE`, autocommit;
 - turnq SQLite beside plain `sqlite3` in WAL mode (the same three statements, autocommit).
+- PostgreSQL: turnq's audit log filled to its retention first (a store in use), so its writes trim it.
 - PostgreSQL also: turnq's own statements for the cycle replayed without turnq's Python (the
   ceiling of turnq's transaction shape: BEGIN, locks, rows, write, audit entry, COMMIT per operation).
 
@@ -97,48 +98,52 @@ def _plain_sqlite_cycler(url: str, session: str) -> tuple[Callable[[int], None],
 
 def _shape_pg_cycler(url: str, session: str) -> tuple[Callable[[int], None], Callable[[], None]]:
     """turnq's PostgreSQL statements for the cycle, sent as turnq sends them (per operation: one
-    pipeline of BEGIN, the locks, the session's rows; one of the write, the audit entry, the
-    NOTIFY where turnq sends one, COMMIT) on turnq's own tables, with none of turnq's Python: the
-    ceiling of this transaction shape, to tell the shape's cost from the client's."""
+    pipeline of BEGIN, the settings and locks, the session's rows; one of the write, the audit
+    entry, the NOTIFY where turnq sends one, COMMIT; both through libpq directly, as turnq's
+    `pgpipe`) on turnq's own tables, with none of turnq's Python: the ceiling of this
+    transaction shape, to tell the shape's cost from the client's."""
     import psycopg
 
-    from turnq.store import pg_schema
+    from turnq.store import pg_schema, pgpipe
     from turnq.store.postgres import _split_url
 
     conninfo, schema = _split_url(url)
-    conn = psycopg.connect(conninfo, autocommit=True)
+    conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
     conn.execute(f'SET search_path TO "{schema}"')
-    locks = ("SELECT set_config('lock_timeout', '60000ms', true), "
+    prepared = pgpipe.Prepared()
+    locks = ("SELECT set_config('lock_timeout', '60000ms', true), set_config('enable_bitmapscan', 'off', true), "
              "pg_advisory_xact_lock_shared(hashtextextended('turnq-store:' || current_schema(), 0)), "
              "pg_advisory_xact_lock(hashtextextended('turnq-session:' || current_schema() || ':' || %s, 0)), "
              "(SELECT value FROM turnq_meta WHERE key = 'tombstone_retention_ms')")
     select = "SELECT * FROM turnq_batches WHERE session_id = %s ORDER BY enqueue_seq FOR UPDATE"
     entry = '{"op":"bench"}'
 
-    def operation(write: Callable[[int | None], None], notify: bool, take_seq: bool = False) -> None:
-        with conn.pipeline():
-            conn.execute("BEGIN")
-            conn.execute(locks, (session,))
-            seq = conn.execute(pg_schema.TAKE_SEQ) if take_seq else None
-            conn.execute(select, (session,)).fetchall()
-        value = None if seq is None else int(seq.fetchone()[0])
-        with conn.pipeline():
-            write(value)
-            conn.execute("SELECT turnq_append_log(ARRAY[%s]::text[], %s)", (entry, 10_000))
-            if notify:
-                conn.execute("SELECT pg_notify('turnq_bench', %s)", (session,))
-            conn.execute("COMMIT")
+    def operation(write: tuple[str, Callable[[int | None], tuple[Any, ...]]], notify: bool,
+                  take_seq: bool = False) -> None:
+        pipe = pgpipe.Pipeline(conn, prepared)
+        pipe.add("BEGIN")
+        pipe.add(locks, (session,))
+        if take_seq:
+            pipe.add(pg_schema.TAKE_SEQ)
+        pipe.add(select, (session,))
+        got = pipe.run()
+        value = int(got[2][0][0]) if take_seq else None
+        pipe = pgpipe.Pipeline(conn, prepared)
+        pipe.add(write[0], write[1](value))
+        pipe.add("SELECT turnq_append_log(%s::text[], %s)", ([entry], 10_000))
+        if notify:
+            pipe.add("SELECT pg_notify('turnq_bench', %s)", (session,))
+        pipe.add("COMMIT")
+        pipe.run()
 
     def cycle(n: int) -> None:
         batch_id = f"{session}-{n}"
-        operation(lambda seq: conn.execute(
-            "INSERT INTO turnq_batches VALUES (%s, %s, %s, %s, 0, NULL, NULL, NULL, NULL, NULL)",
-            (batch_id, session, seq, f'{{"work": {n}}}')), notify=True, take_seq=True)
-        operation(lambda _: conn.execute(
-            "UPDATE turnq_batches SET claim_id = 'c', owner_id = %s, lease_token = 't', claimed_at_ms = 1, "
-            "expires_at_ms = 2, fencing_counter = 1 WHERE batch_id = %s", (session, batch_id)), notify=False)
-        operation(lambda _: conn.execute("DELETE FROM turnq_batches WHERE batch_id = ANY(%s)", ([batch_id],)),
-                  notify=True)
+        operation(("INSERT INTO turnq_batches VALUES (%s, %s, %s, %s, 0, NULL, NULL, NULL, NULL, NULL)",
+                   lambda seq: (batch_id, session, seq, f'{{"work": {n}}}')), notify=True, take_seq=True)
+        operation(("UPDATE turnq_batches SET claim_id = 'c', owner_id = %s, lease_token = 't', claimed_at_ms = 1, "
+                   "expires_at_ms = 2, fencing_counter = 1 WHERE batch_id = %s", lambda _: (session, batch_id)),
+                  notify=False)
+        operation(("DELETE FROM turnq_batches WHERE batch_id = ANY(%s)", lambda _: ([batch_id],)), notify=True)
 
     return cycle, conn.close
 
@@ -236,10 +241,24 @@ def _plain_location(kind: str, url: str) -> Iterator[str]:
 
 def _create(url: str) -> None:
     """turnq's tables made by one process before the workers start (their first use is not
-    what is measured; a new SQLite file's WAL switch then also happens once)."""
+    what is measured; a new SQLite file's WAL switch then also happens once). On PostgreSQL the
+    audit log is then filled to its retention, as a store in use has it: every write then also
+    trims the log (a new store's writes would not)."""
+    from turnq.store.base import DEFAULT_LOG_MAX_ENTRIES
+
     cycle, close = _turnq_cycler(url, "warm")
     cycle(0)
     close()
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        from turnq.store.postgres import _split_url
+
+        conninfo, schema = _split_url(url)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{schema}"')
+            conn.execute("SELECT turnq_append_log(array_fill('{\"op\":\"bench\"}'::text, ARRAY[%s]), %s)",
+                         (DEFAULT_LOG_MAX_ENTRIES, DEFAULT_LOG_MAX_ENTRIES))
 
 
 def bench_scale(kinds: list[str], location: Callable[[str, Path, str], Any], folder: Path, *, runs: int,
