@@ -183,3 +183,63 @@ def test_pgpipe_refuses_nul_and_raises_the_first_server_error_after_reading_all(
         pipe.add("SELECT 2")
         pipe.add("SELECT 1 / %s::int", (1,))
         assert pipe.run() == [[(2,)], [(1,)]]
+
+
+HOSTILE_SESSIONS = ['quote " back \\ slash', "{a,b}", "NULL", "it's", "ünï ✓ \x1b[31m", "x" * 2000]
+
+
+@pytest.mark.parametrize("session", HOSTILE_SESSIONS)
+def test_hostile_session_ids_go_through_the_write_path_and_the_notify_payload_exactly(url, session):
+    queue = Queue(url, now=NOW)
+    queue.enqueue_text("warm", "x")  # the tables exist before the listener starts
+    with _connect(url) as listener:
+        channel = listener.execute("SELECT 'turnq_' || left(md5(current_schema()), 16)").fetchone()[0]
+        listener.execute(f'LISTEN "{channel}"')
+        batch = queue.enqueue_text(session, "hello", source_key=session).batch
+        claim = queue.claim(session, owner=session)
+        assert claim is not None and [b.batch_id for b in claim.batches] == [batch.batch_id]
+        queue.complete(claim)
+        assert queue.enqueue_text(session, "hello", source_key=session).outcome == "replayed_tombstone"
+        payloads = [n.payload for n in listener.notifies(timeout=1.0, stop_after=2)]
+    assert payloads == [session, session]  # the enqueue's and the complete's
+    state = open_store(url).read(session)
+    assert state.sessions.get(session, []) == []
+    assert [t.source_key for t in state.tombstones[session]] == [session]
+
+
+def test_a_connection_lost_mid_transaction_is_one_write_error_and_changes_nothing(url):
+    from turnq import StoreUnwritable
+
+    store = open_store(url)
+    queue = Queue(store, now=NOW)
+    queue.enqueue_text("s", "x")
+    with _connect(url) as other:
+        with pytest.raises(StoreUnwritable, match="lost the connection"):
+            with store.transaction("s") as state:  # the first pipeline went through
+                state.sessions["s"].clear()
+                state.changed = True
+                other.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
+    assert len(queue.list("s")) == 1  # nothing was written, and the next operation connects again
+    assert queue.claim("s", owner="w") is not None
+
+
+def test_an_interrupted_pipeline_leaves_no_half_read_connection_behind(url, monkeypatch):
+    """Ctrl-C while results are still being read: the connection (in pipeline mode, results
+    unread) is closed, so the next operation starts on a new one instead of failing on it."""
+    store = open_store(url)
+    queue = Queue(store, now=NOW)
+    queue.enqueue_text("s", "x")
+    calls = []
+
+    def interrupted(*args):
+        calls.append(args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pgpipe.select, "select", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        queue.enqueue_text("s", "y")
+    monkeypatch.undo()
+    assert calls
+    assert store._conn is None or store._conn.closed
+    assert queue.claim("s", owner="w") is not None  # a new connection
+    assert len(queue.list("s")) in (1, 2)  # the server may have committed the cut-short enqueue
