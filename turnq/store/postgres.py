@@ -20,6 +20,11 @@ other. A write transaction (READ COMMITTED) takes at most three round trips:
 3. one pipeline: the changed rows written, the audit entries appended (`turnq_append_log`, ids
    from a sequence), COMMIT.
 
+The pipelines go to libpq directly (`pgpipe.py`; psycopg's cursors cost the client more CPU
+than the server spent on the statements). The transaction turns bitmap scans off and the audit
+log is trimmed one row per entry (`pg_schema.LOG_FUNCTION`), so that an operation on a store
+busy for hours without a vacuum costs what it costs on a new one.
+
 So two claimers can never take the same batch, and a join run is taken whole or not at
 all: the session lock makes the load-plan-write of a claim one step. Tables: see `rows.py`
 and `pg_schema.py`; created on first write under an advisory lock, versioned in `turnq_meta`
