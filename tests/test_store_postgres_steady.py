@@ -101,7 +101,7 @@ def test_a_store_with_an_older_log_function_gets_the_new_one_from_its_next_write
         assert open_store(url).read().next_seq == 2  # a reader changes nothing
         assert conn.execute(pg_schema.LOG_FUNCTION_IN_STORE).fetchone()[0] is None
         Queue(url, now=NOW).enqueue_text("s", "y")
-        assert conn.execute(pg_schema.LOG_FUNCTION_IN_STORE).fetchone()[0] == pg_schema.LOG_FUNCTION_REVISION
+        assert conn.execute(pg_schema.LOG_FUNCTION_IN_STORE).fetchone()[0] == "turnq_append_log r2"
         assert "new_id - keep" in conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'turnq_append_log' "
                                             "AND pronamespace = current_schema()::regnamespace").fetchone()[0]
     assert [e["op"] for e in open_store(url).read_log()] == ["enqueue", "enqueue"]
@@ -243,3 +243,21 @@ def test_an_interrupted_pipeline_leaves_no_half_read_connection_behind(url, monk
     assert store._conn is None or store._conn.closed
     assert queue.claim("s", owner="w") is not None  # a new connection
     assert len(queue.list("s")) in (1, 2)  # the server may have committed the cut-short enqueue
+
+
+def test_a_newer_log_function_is_left_to_the_newer_turnq_that_wrote_it(url):
+    Queue(url, now=NOW).enqueue_text("s", "x")
+    with _connect(url) as conn:
+        conn.execute(_REVISION_1)  # stands in for a newer body
+        conn.execute("COMMENT ON FUNCTION turnq_append_log(text[], bigint) IS 'turnq_append_log r9'")
+        Queue(url, now=NOW).enqueue_text("s", "y")
+        assert conn.execute(pg_schema.LOG_FUNCTION_IN_STORE).fetchone()[0] == "turnq_append_log r9"
+        assert "last_id - keep" in conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'turnq_append_log' "
+                                                "AND pronamespace = current_schema()::regnamespace").fetchone()[0]
+
+
+@pytest.mark.parametrize(("comment", "older"), [(None, True), ("", True), ("someone's note", True),
+                                                ("turnq_append_log r1", True), ("turnq_append_log r2", False),
+                                                ("turnq_append_log r10", False)])
+def test_which_log_function_revisions_are_older(comment, older):
+    assert pg_schema.log_function_is_older(comment) is older

@@ -21,6 +21,8 @@ longer loaded by every write). Version 2 takes the store-wide counters out of ev
 
 from __future__ import annotations
 
+import re
+
 from . import pg_tombstones
 
 SCHEMA_VERSION = 3
@@ -52,12 +54,19 @@ INSERT INTO turnq_meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION}),
     ON CONFLICT (key) DO NOTHING
 """
 
-#: The body of `turnq_append_log` that this turnq writes, named in the function's comment. The
+#: The revision of `turnq_append_log` that this turnq writes, named in the function's comment. The
 #: function can change without a new schema version (same arguments, same meaning; turnq of an
 #: older revision go on working with the newer body): the first write of a process replaces an
-#: older one (`postgres.PostgresStore._ensure_schema`). r1 trimmed the log with one range delete
+#: older one, never a newer one (`postgres.PostgresStore._ensure_schema`). r1 trimmed the log with one range delete
 #: that grew with every row deleted since the table's last vacuum.
-LOG_FUNCTION_REVISION = "turnq_append_log r2"
+LOG_FUNCTION_REVISION = 2
+
+
+def log_function_is_older(comment: str | None) -> bool:
+    """Is the store's `turnq_append_log` (its comment, None: revision 1) older than this turnq's?
+    A newer one (written by a newer turnq) is left as it is."""
+    found = re.fullmatch(r"turnq_append_log r(\d+)", comment or "")
+    return found is None or int(found.group(1)) < LOG_FUNCTION_REVISION
 
 #: The audit log's append, its revision in its comment.
 LOG_FUNCTION = f"""
@@ -90,7 +99,7 @@ BEGIN
     END IF;
 END
 $fn$;
-COMMENT ON FUNCTION turnq_append_log(text[], bigint) IS '{LOG_FUNCTION_REVISION}'
+COMMENT ON FUNCTION turnq_append_log(text[], bigint) IS 'turnq_append_log r{LOG_FUNCTION_REVISION}'
 """
 
 #: Sequences and functions of version 2 (also what an upgrade from version 1 adds).

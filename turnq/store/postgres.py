@@ -297,7 +297,7 @@ class PostgresStore(Store):
                 version = self._check_version(conn)
                 if version < pg_schema.SCHEMA_VERSION:
                     pg_schema.upgrade(conn, version, self.location)
-            if conn.execute(pg_schema.LOG_FUNCTION_IN_STORE).fetchone()[0] != pg_schema.LOG_FUNCTION_REVISION:
+            if pg_schema.log_function_is_older(conn.execute(pg_schema.LOG_FUNCTION_IN_STORE).fetchone()[0]):
                 for statement in pg_schema.statements(pg_schema.LOG_FUNCTION):
                     conn.execute(statement)
         self._schema_ready = True
