@@ -14,6 +14,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,18 @@ def _audit(store: str, op: str) -> list[dict]:
     return [e for e in entries if e["op"] == op and e.get("outcome") == "ok"]
 
 
+@contextmanager
+def _running(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`turnq work` (or any command) started with its output piped; killed if a test leaves it running."""
+    worker = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+
+
 def _wait_for(predicate, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -138,15 +152,10 @@ def test_two_workers_never_run_the_same_batch_and_complete_each_once(store_url: 
 def test_sigterm_during_a_handler_abandons_the_claim(store_url: str, handler: Path, tmp_path: Path) -> None:
     batch = Queue(store_url).enqueue_text("s", "interrupted").batch
     log = tmp_path / "log"
-    worker = subprocess.Popen(_work(store_url, handler, log, "--grace", "5s", sleep_s=60), env=_env(store_url),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _running(_work(store_url, handler, log, "--grace", "5s", sleep_s=60), _env(store_url)) as worker:
         _wait_for(lambda: log.exists() and "start" in log.read_text())
         worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
     assert worker.returncode == 143, err
     (record,) = _records(out)
     assert record["outcome"] == "interrupted" and record["exit_status"] != 0
@@ -161,10 +170,8 @@ def test_a_handler_whose_lease_is_lost_is_stopped_and_never_completes(store_url:
                                                                        tmp_path: Path) -> None:
     batch = Queue(store_url).enqueue_text("s", "stolen").batch
     log, kept = tmp_path / "log", tmp_path / "claim.json"
-    worker = subprocess.Popen(_work(store_url, handler, log, "--ttl", "1s", "--grace", "2s", "--max-claims", "1",
-                                    sleep_s=30, keep_claim=kept), env=_env(store_url),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _running(_work(store_url, handler, log, "--ttl", "1s", "--grace", "2s", "--max-claims", "1",
+                        sleep_s=30, keep_claim=kept), _env(store_url)) as worker:
         _wait_for(lambda: log.exists() and "start" in log.read_text() and kept.exists() and kept.stat().st_size)
         queue = Queue(store_url)
         from turnq.models import QueuedWorkClaim, parse
@@ -174,9 +181,6 @@ def test_a_handler_whose_lease_is_lost_is_stopped_and_never_completes(store_url:
         thief = queue.claim("s", owner="thief", ttl_ms=600_000)
         assert thief is not None and thief.batch_ids == [batch.batch_id]
         out, err = worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
     assert worker.returncode == 0, err
     (record,) = _records(out)
     assert record["outcome"] == "lease_lost" and record["ok"] is False
@@ -233,16 +237,12 @@ def test_timeout_stops_the_command_and_abandons_the_claim(tmp_path: Path, handle
 def test_a_waiting_worker_takes_work_as_it_comes(tmp_path: Path, handler: Path) -> None:
     store = str(tmp_path / "q.json")
     Queue(store).enqueue_text("other", "x")
-    worker = subprocess.Popen(_work(store, handler, tmp_path / "log", "--max-claims", "2", "--max-batches", "1"),
-                              env=_env(store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _running(_work(store, handler, tmp_path / "log", "--max-claims", "2", "--max-batches", "1"),
+                  _env(store)) as worker:
         for n in range(2):
             time.sleep(0.5)
             Queue(store).enqueue_text("s", f"job {n}")
         out, err = worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
     assert worker.returncode == 0, err
     assert [r["outcome"] for r in _records(out)] == ["completed", "completed"]
 
@@ -250,17 +250,12 @@ def test_a_waiting_worker_takes_work_as_it_comes(tmp_path: Path, handler: Path) 
 def test_sigint_while_waiting_for_work_exits_130(tmp_path: Path, handler: Path) -> None:
     store = str(tmp_path / "q.json")
     Queue(store).enqueue_text("other", "x")
-    worker = subprocess.Popen(_work(store, handler, tmp_path / "log"), env=_env(store), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
+    with _running(_work(store, handler, tmp_path / "log"), _env(store)) as worker:
         time.sleep(2)  # started, and waiting
         assert worker.poll() is None
         worker.send_signal(signal.SIGINT)
         signalled = time.monotonic()
         out, err = worker.communicate(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
     assert worker.returncode == 130, err
     assert out == "" and time.monotonic() - signalled < 10
 
@@ -412,10 +407,8 @@ def test_a_second_sigint_cuts_the_grace_period_short(tmp_path: Path) -> None:
         open({str(started)!r}, "w").close()
         time.sleep(120)
     """))
-    worker = subprocess.Popen([sys.executable, "-m", "turnq", "work", "s", "--json", "--grace", "60s", "--",
-                               sys.executable, str(stubborn)], env=_env(store), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
+    with _running([sys.executable, "-m", "turnq", "work", "s", "--json", "--grace", "60s", "--",
+                   sys.executable, str(stubborn)], _env(store)) as worker:
         _wait_for(started.exists)
         worker.send_signal(signal.SIGINT)
         time.sleep(0.5)
@@ -423,9 +416,6 @@ def test_a_second_sigint_cuts_the_grace_period_short(tmp_path: Path) -> None:
         worker.send_signal(signal.SIGINT)
         signalled = time.monotonic()
         out, err = worker.communicate(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
     assert worker.returncode == 130, err
     assert time.monotonic() - signalled < 10  # not the 60 s grace
     (record,) = _records(out)
