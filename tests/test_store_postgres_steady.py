@@ -261,3 +261,31 @@ def test_a_newer_log_function_is_left_to_the_newer_turnq_that_wrote_it(url):
                                                 ("turnq_append_log r10", False)])
 def test_which_log_function_revisions_are_older(comment, older):
     assert pg_schema.log_function_is_older(comment) is older
+
+
+def test_a_writer_that_does_not_own_the_log_function_keeps_the_old_body_and_writes(url):
+    """The store's owner made it; another role with rights on the tables writes with this turnq."""
+    import psycopg
+
+    Queue(url, now=NOW).enqueue_text("s", "x")
+    store = open_store(url)
+    role = f"turnq_writer_{store.schema[-12:]}"
+    with _connect(url) as conn:
+        conn.execute(_REVISION_1)
+        conn.execute("COMMENT ON FUNCTION turnq_append_log(text[], bigint) IS NULL")
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        try:
+            conn.execute(f'GRANT USAGE ON SCHEMA "{store.schema}" TO {role}')
+            conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{store.schema}" TO {role}')
+            conn.execute(f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "{store.schema}" TO {role}')
+            if "://postgres@" not in url:
+                pytest.skip("needs the test server's URL with user postgres, to swap the user in it")
+            other = url.replace("://postgres@", f"://{role}@", 1)
+            batch = Queue(other, now=NOW).enqueue_text("s", "y").batch
+            assert batch.enqueue_seq == 2
+            assert conn.execute(pg_schema.LOG_FUNCTION_IN_STORE).fetchone()[0] is None  # not replaced
+            assert [e["op"] for e in open_store(url).read_log()] == ["enqueue", "enqueue"]
+        finally:
+            with psycopg.connect(store.conninfo, autocommit=True) as admin:
+                admin.execute(f"DROP OWNED BY {role}")
+                admin.execute(f"DROP ROLE {role}")

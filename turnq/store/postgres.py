@@ -298,9 +298,18 @@ class PostgresStore(Store):
                 if version < pg_schema.SCHEMA_VERSION:
                     pg_schema.upgrade(conn, version, self.location)
             if pg_schema.log_function_is_older(conn.execute(pg_schema.LOG_FUNCTION_IN_STORE).fetchone()[0]):
+                self._replace_log_function(conn)
+        self._schema_ready = True
+
+    def _replace_log_function(self, conn: Any) -> None:
+        """The newer `turnq_append_log`, in a savepoint: a role that may write the tables but
+        does not own the function keeps the older body (slower, not wrong) and goes on."""
+        try:
+            with conn.transaction():
                 for statement in pg_schema.statements(pg_schema.LOG_FUNCTION):
                     conn.execute(statement)
-        self._schema_ready = True
+        except pg_errors.InsufficientPrivilege:
+            pass
 
     def _check_version(self, conn: Any) -> int:
         row = conn.execute("SELECT value FROM turnq_meta WHERE key = 'schema_version'").fetchone()
